@@ -1,0 +1,47 @@
+# The two set-up commands: `make up` starts the mesh, `make test` runs the suite.
+# Both install what they need into .venv first (torch's CPU build on its own, then the project).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := espeak-ng docker-compose
+
+.PHONY: up test lint bench install install-dev system-deps clean
+
+up: install
+	$(BIN)/mediamesh up
+
+test: install-dev system-deps
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared gateway services
+
+bench: install-dev
+	$(BIN)/python -m bench
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[cnn,clip,blip2,whisper,llm,gateway]"
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# Debian packages the tests use (espeak-ng speaks test audio; docker-compose validates the compose file).
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache

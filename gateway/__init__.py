@@ -1,0 +1,1 @@
+"""The gateway: registry, memory budget, cascade, ingest, search, health and the CLI."""

@@ -1,0 +1,10 @@
+"""`mediamesh`: the command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import models
+
+app = typer.Typer(help="mediamesh: a local model mesh for one small GPU.", no_args_is_help=True)
+app.add_typer(models.app, name="models")

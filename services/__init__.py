@@ -1,0 +1,1 @@
+"""One FastAPI app per model, each on the shared service kit."""

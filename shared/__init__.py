@@ -1,0 +1,1 @@
+"""mediamesh's own package: the service kit, shared schemas and settings."""

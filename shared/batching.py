@@ -1,0 +1,94 @@
+"""Dynamic batching: requests arriving together run as one batch after a short, bounded wait."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RunBatch = Callable[[list[T]], Awaitable[Sequence[R]]]
+
+
+class DynamicBatcher(Generic[T, R]):
+    """Collects items into batches of at most `max_batch_size`, waiting at most `max_wait_s`.
+
+    `run_batch` receives the items in arrival order and must return one result per item.
+    A failing batch fails every request in it with the same exception.
+    """
+
+    def __init__(
+        self,
+        run_batch: RunBatch[T, R],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must be zero or more seconds, got {max_wait_s}")
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        return list(await asyncio.gather(*(self.submit(item) for item in items)))
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            await self._run(batch)
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        live = [(item, fut) for item, fut in batch if not fut.cancelled()]
+        if not live:
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(live))
+        try:
+            results = await self.run_batch([item for item, _ in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"batch of {len(live)} items returned {len(results)} results")
+        except Exception as exc:
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(live, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None

@@ -1,0 +1,66 @@
+"""Safe image decoding: every bad image becomes a 4xx with a message a person can act on."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from shared.errors import BadInput, PayloadTooLarge, UnsupportedMedia
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+
+
+def decode_base64(data: str, *, what: str = "image") -> bytes:
+    if "," in data[:100] and data.startswith("data:"):
+        data = data.split(",", 1)[1]  # accept data: URLs as browsers produce them
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadInput(f"{what} is not valid base64: {exc}") from exc
+    if not raw:
+        raise BadInput(f"{what} is empty")
+    return raw
+
+
+def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.Image:
+    """Bytes → RGB PIL image, refusing non-images, truncated files and decompression bombs."""
+    if not raw:
+        raise BadInput(f"{name} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMedia(
+            f"{name} is not an image we can read; send JPEG, PNG, WEBP, BMP, GIF or TIFF"
+        ) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"{name} is too large to decode safely: {exc}") from exc
+    if image.format not in ALLOWED_FORMATS:
+        raise UnsupportedMedia(f"{name} is {image.format}; send JPEG, PNG, WEBP, BMP, GIF or TIFF")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"{name} is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,}; "
+            "downscale it first"
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
+    return image.convert("RGB")
+
+
+def decode_image_base64(data: str, *, max_pixels: int, name: str = "image") -> Image.Image:
+    return decode_image(decode_base64(data, what=name), max_pixels=max_pixels, name=name)
+
+
+def encode_image_base64(image: Image.Image, fmt: str = "PNG") -> str:
+    """The inverse, for clients and tests."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,64 @@
+"""Measuring what a model holds in memory, and estimating it from its weight files."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".ts", ".ckpt", ".gguf")
+
+
+def module_bytes(modules: Iterable[torch.nn.Module]) -> int:
+    """Parameter and buffer bytes, each storage counted once (tied weights share one)."""
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr()
+            if key in seen or key == 0:
+                continue
+            seen.add(key)
+            total += storage.nbytes()
+    return total
+
+
+def cuda_bytes(device: torch.device | str | None = None) -> tuple[int, int]:
+    """(allocated, reserved) bytes of torch's CUDA allocator; (0, 0) without CUDA."""
+    if not torch.cuda.is_available():
+        return 0, 0
+    return torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+
+
+def release_memory() -> None:
+    """Collect dropped tensors and hand cached CUDA blocks back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+
+
+def weight_file_bytes(path: Path) -> int:
+    """Bytes of the weight files in a model folder (or of one file): the estimate before a load."""
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested (device=cuda) but torch sees no GPU; set device=cpu or auto")
+    return torch.device(requested)
+
+
+def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, requested)

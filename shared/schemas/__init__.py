@@ -1,0 +1,1 @@
+"""Request and response shapes shared by the gateway and the services, defined once."""
