@@ -29,3 +29,11 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """`tiny_model("clip")` → the folder of that service's tiny model, built once and cached."""
+    from tests.support.models import tiny_model_dir
+
+    return tiny_model_dir

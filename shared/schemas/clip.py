@@ -1,0 +1,40 @@
+"""clip service: `POST /v1/embed/image`, `POST /v1/embed/text`, `POST /v1/zero-shot`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from shared.schemas.common import LabelScore
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+
+
+class ImageEmbedRequest(BaseModel):
+    images: list[str] = Field(min_length=1, max_length=64, description="Base64-encoded images.")
+
+
+class TextEmbedRequest(BaseModel):
+    texts: list[str] = Field(min_length=1, max_length=256)
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    dim: int
+    embeddings: list[list[float]] = Field(description="L2-normalised, one per input, in input order.")
+    processing_time_ms: float
+
+
+class ZeroShotRequest(BaseModel):
+    images: list[str] = Field(min_length=1, max_length=64)
+    labels: list[str] = Field(min_length=2, max_length=1000)
+    template: str = Field(DEFAULT_TEMPLATE, description="Prompt template; `{}` is replaced by the label.")
+
+
+class ZeroShotResult(BaseModel):
+    scores: list[LabelScore] = Field(description="Softmax over the labels, highest first.")
+
+
+class ZeroShotResponse(BaseModel):
+    model: str
+    results: list[ZeroShotResult]
+    processing_time_ms: float
