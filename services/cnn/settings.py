@@ -1,0 +1,23 @@
+"""Settings of the cnn service (env prefix `CNN_`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+WeightFormat = Literal["auto", "hf", "torchscript", "onnx"]
+
+
+class CnnSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CNN_", env_nested_delimiter="__", extra="ignore")
+
+    name: str = "cnn"
+    port: int = 8004
+    format: WeightFormat = Field(
+        default="auto",
+        description="Which weights to load from a folder holding several: auto picks hf, then torchscript, then onnx.",
+    )
