@@ -1,0 +1,1 @@
+"""Postgres + pgvector storage: models, engine, repositories, the content-addressed media store."""

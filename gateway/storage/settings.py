@@ -1,0 +1,54 @@
+"""Storage settings shared by the gateway (prefix `GATEWAY_`) and the worker (prefix `WORKER_`).
+
+`DATABASE_URL`, `REDIS_URL` and `MEDIAMESH_HOME` are read unprefixed: every process of one mesh must
+agree on them. Unset URLs mean "start the embedded server" (see gateway/embedded.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import mediamesh_home
+
+
+class StorageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
+    queue_name: str = Field(
+        "mediamesh:jobs", validation_alias=AliasChoices("MEDIAMESH_QUEUE"),
+        description="Redis key prefix of the job stream; gateway and worker must agree.",
+    )
+    media_dir: Path | None = Field(None, description="Content-addressed files; default MEDIAMESH_HOME/media.")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    job_max_attempts: int = Field(4, ge=1, description="Deliveries before a job ends `failed`.")
+    migrate_on_start: bool = Field(True, description="Run `alembic upgrade head` at start-up.")
+    search_ef: int = Field(100, ge=10, description="hnsw.ef_search for nearest-neighbour queries.")
+    gateway_url: str | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_URL"),
+        description="Where model calls go (the gateway's proxy); default the gateway serving the request.",
+    )
+
+    def resolved_media_dir(self) -> Path:
+        return (self.media_dir or mediamesh_home() / "media").expanduser()
+
+
+class WorkerSettings(StorageSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
+
+    gateway_url: str | None = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
+    consumer: str | None = Field(None, description="Consumer name in the group; default host-pid.")
+    concurrency: int = Field(1, ge=1, le=16, description="Jobs run at once by this worker.")
+    visibility_timeout_s: float = Field(
+        60.0, gt=0, description="A job whose worker stopped heart-beating this long is delivered again."
+    )
+    backoff_base_s: float = Field(2.0, ge=0, description="Retry n waits base * 2**(n-1) seconds (capped).")
+    backoff_max_s: float = Field(300.0, ge=0)
+    frame_interval_s: float = Field(2.0, gt=0, description="Video: one frame every this many seconds.")
+    max_frames: int = Field(120, ge=1)
+    model_timeout_s: float = Field(300.0, gt=0, description="Per model call through the gateway.")
