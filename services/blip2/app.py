@@ -1,0 +1,13 @@
+"""`services.blip2.app:create_app`: the kit around BLIP-2, plus its task routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.blip2.model import Blip2Model, Blip2Settings
+from services.blip2.routes import router
+from shared.service import create_service_app
+
+
+def create_app() -> FastAPI:
+    return create_service_app(Blip2Settings(), Blip2Model, [router], title="mediamesh blip2")
