@@ -1,0 +1,1 @@
+"""clip service (port 8005): L2-normalised image and text embeddings, zero-shot scores over labels."""

@@ -1,0 +1,86 @@
+"""The clip service's model: `CLIPModel` + its processor; L2-normalised image and text embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from services.clip.label_cache import LabelEmbeddingCache
+from services.clip.settings import ClipSettings
+from shared.served_model import ServedModel
+
+
+class ClipModel(ServedModel):
+    """Loads a CLIP folder (the tiny one, or `openai/clip-vit-base-patch32`) with `from_pretrained`."""
+
+    settings: ClipSettings
+
+    def __init__(self, settings: ClipSettings) -> None:
+        super().__init__(settings)
+        self.model: Any = None
+        self.processor: Any = None
+        self.logit_scale = 100.0
+        self.label_cache = LabelEmbeddingCache(settings.label_cache_size)
+
+    def load(self) -> None:
+        from transformers import CLIPModel, CLIPProcessor
+
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)
+        model = CLIPModel.from_pretrained(self.path, dtype=self.dtype).to(self.device).eval()
+        self.processor = CLIPProcessor.from_pretrained(self.path)
+        self.logit_scale = float(model.logit_scale.detach().exp().clamp(max=100).item())
+        self.model = model
+        self.label_cache.clear()
+
+    def unload(self) -> None:
+        self.model = self.processor = None
+        self.label_cache.clear()
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model] if self.model is not None else []
+
+    @property
+    def dim(self) -> int:
+        return int(self._loaded().config.projection_dim)
+
+    def describe(self) -> dict[str, Any]:
+        model = self._loaded()
+        return {"embedding_dim": self.dim, "image_size": model.config.vision_config.image_size,
+                "max_text_tokens": model.config.text_config.max_position_embeddings,
+                "logit_scale": self.logit_scale, "label_cache": self.label_cache.stats(),
+                "max_batch_size": self.settings.max_batch_size}
+
+    def _loaded(self) -> Any:
+        if self.model is None:
+            raise RuntimeError("model is not loaded")
+        return self.model
+
+    def preprocess(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """Each image → its own CHW pixel array (resize, crop, normalise), ready to be batched."""
+        pixels = self.processor.image_processor(images=images, return_tensors="np")["pixel_values"]
+        return [np.asarray(p, dtype=np.float32) for p in pixels]
+
+    def embed_images(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        model = self._loaded()
+        with torch.inference_mode():
+            pixels = torch.from_numpy(np.stack(arrays)).to(self.device, self.dtype)
+            return _normalised(model.get_image_features(pixel_values=pixels).pooler_output)
+
+    def embed_texts(self, texts: list[str]) -> list[np.ndarray]:
+        model = self._loaded()
+        tokens = self.processor.tokenizer(
+            texts, padding=True, truncation=True, max_length=model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        ).to(self.device)
+        with torch.inference_mode():
+            output = model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            return _normalised(output.pooler_output)
+
+
+def _normalised(features: torch.Tensor) -> list[np.ndarray]:
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return list(features.cpu().numpy())

@@ -1,0 +1,18 @@
+"""Settings of the clip service (env prefix `CLIP_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class ClipSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CLIP_", env_nested_delimiter="__", extra="ignore")
+
+    name: str = "clip"
+    port: int = 8005
+    label_cache_size: int = Field(
+        default=128, ge=0, description="(labels, template) sets whose prompt embeddings stay cached (LRU); 0: off."
+    )
