@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import models
+from gateway.cli import models, up
 
 app = typer.Typer(help="mediamesh: a local model mesh for one small GPU.", no_args_is_help=True)
 app.add_typer(models.app, name="models")
+app.command()(up.up)

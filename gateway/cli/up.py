@@ -1,0 +1,145 @@
+"""`mediamesh up`: start the whole mesh as local processes; Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+import gateway
+from gateway.cli.models import build_tiny_models
+from gateway.launcher.infra import Infrastructure, InfrastructureUnavailable
+from gateway.launcher.plan import MeshPlan, PlanOptions, plan_mesh, service_present
+from gateway.launcher.ports import PortsInUse, check_ports
+from gateway.launcher.settings import LauncherSettings
+from gateway.launcher.supervisor import StopRequested, Supervisor, raise_stop_requested
+
+PROJECT_ROOT = Path(gateway.__file__).resolve().parents[1]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+console = Console()
+
+OnlyOption = Annotated[list[str] | None, typer.Option(
+    "--only", help="Start only these model services, comma-separated (e.g. cnn,clip).")]
+PortOption = Annotated[list[str] | None, typer.Option(
+    "--port", help="Override a port: NAME=PORT (gateway, cnn, clip, blip2, whisper, llm); repeatable.")]
+
+
+def up(
+    only: OnlyOption = None,
+    port: PortOption = None,
+    home: Annotated[Path | None, typer.Option(help="State folder; default MEDIAMESH_HOME or ~/.mediamesh.")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on; default 127.0.0.1.")] = None,
+    worker: Annotated[bool, typer.Option(help="Start the ingest worker.")] = True,
+    gateway_: Annotated[bool, typer.Option("--gateway/--no-gateway", help="Start the gateway.")] = True,
+    wait: Annotated[float | None, typer.Option(help="Seconds to wait for every process to be up.")] = None,
+) -> None:
+    """Start Postgres, Redis, the model services, the gateway and the worker; Ctrl-C stops them all."""
+    settings = LauncherSettings()
+    state_home = (home or settings.home).expanduser().resolve()
+    listen = host or settings.host
+    try:
+        plan = plan_mesh(PlanOptions(home=state_home, host=listen, only=_split(only), gateway=gateway_,
+                                     worker=worker, ports=_parse_ports(port)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for reason in plan.skipped:
+        console.print(f"[yellow]skipping {reason}[/]")
+    if not plan.processes:
+        console.print("[red]nothing to start[/]: none of the requested processes is in this tree")
+        raise typer.Exit(1)
+    try:
+        check_ports(listen, plan.ports())
+    except PortsInUse as exc:
+        console.print(f"[red]{exc}[/]", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    _ensure_models(plan, state_home / "models")
+    raise typer.Exit(_run(plan, settings, state_home, listen, wait or settings.health_timeout_s))
+
+
+def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait_s: float) -> int:
+    infra = Infrastructure(home, settings.database_url, settings.redis_url)
+    supervisor: Supervisor | None = None
+    previous = {sig: signal.signal(sig, raise_stop_requested) for sig in STOP_SIGNALS[1:]}
+    try:
+        env = {**os.environ, "MEDIAMESH_HOME": str(home)}
+        if plan.needs_infrastructure:
+            with console.status("starting Postgres and Redis…"):
+                env.update(infra.start())
+            for name, where in infra.describe():
+                console.print(f"{name}: {where}")
+        supervisor = Supervisor(plan, host=host, log_dir=home / "logs", env=env, cwd=PROJECT_ROOT,
+                                console=console, max_restarts=settings.max_restarts,
+                                stop_timeout_s=settings.stop_timeout_s)
+        supervisor.start_all()
+        all_up = supervisor.wait_until_up(wait_s)
+        _announce(all_up, home, wait_s)
+        supervisor.supervise()
+    except InfrastructureUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    except (KeyboardInterrupt, StopRequested):
+        console.print("\nstopping…")
+    finally:
+        for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.stop()
+        for error in infra.stop():
+            console.print(f"[red]{error}[/]")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    console.print("mediamesh stopped; no process left running.")
+    return 0
+
+
+def _announce(all_up: bool, home: Path, wait_s: float) -> None:
+    if all_up:
+        console.print("[bold green]mediamesh is up.[/]")
+    else:
+        console.print(f"[yellow]not everything is up after {wait_s:.0f}s[/]; the launcher keeps trying "
+                      "and restarts what dies.")
+    console.print(f"Logs: {home / 'logs'}   Health: mediamesh health   Press Ctrl-C to stop everything.")
+
+
+def _ensure_models(plan: MeshPlan, models: Path) -> None:
+    """Build the tiny offline models of the services about to start that have no model yet."""
+    missing = [p.name for p in plan.processes
+               if p.name not in ("gateway", "worker") and not _has_model(models / p.name)]
+    buildable = [name for name in missing if service_present(name) and _has_tiny_builder(name)]
+    for name in sorted(set(missing) - set(buildable)):
+        console.print(f"[yellow]{name}: no model in {models / name} and no tiny builder; it will start unloaded[/]")
+    if not buildable:
+        return
+    with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)}…"):
+        built = build_tiny_models(models, only=buildable)
+    for path in built:
+        console.print(f"built tiny (random-weight) model {path.name} in {path}; `mediamesh models pull` gets the real one")
+
+
+def _has_model(folder: Path) -> bool:
+    return folder.exists() and (folder.is_file() or any(folder.iterdir()))
+
+
+def _has_tiny_builder(name: str) -> bool:
+    return (PROJECT_ROOT / "services" / name / "tiny.py").is_file()
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _parse_ports(values: list[str] | None) -> dict[str, int]:
+    ports = {}
+    for value in values or []:
+        name, sep, number = value.partition("=")
+        if not sep or not number.isdigit() or not 0 < int(number) < 65536:
+            raise typer.BadParameter(f"--port {value!r}: expected NAME=PORT, e.g. --port gateway=18000")
+        ports[name.strip()] = int(number)
+    return ports

@@ -1,0 +1,1 @@
+"""`mediamesh up`: run the whole mesh as local processes, without Docker."""
