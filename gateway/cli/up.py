@@ -118,7 +118,8 @@ def _ensure_models(plan: MeshPlan, models: Path) -> None:
     with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)}…"):
         built = build_tiny_models(models, only=buildable)
     for path in built:
-        console.print(f"built tiny (random-weight) model {path.name} in {path}; `mediamesh models pull` gets the real one")
+        console.print(f"built tiny (random-weight) model {path.name} in {path}; "
+                      "`mediamesh models pull` gets the real one")
 
 
 def _has_model(folder: Path) -> bool:

@@ -83,7 +83,8 @@ class Supervisor:
     def stop(self) -> None:
         killed = stop_all(self.children, self.stop_timeout_s)
         if killed:
-            self.console.print(f"[yellow]killed after {self.stop_timeout_s:.0f}s without exiting:[/] {', '.join(killed)}")
+            names = ", ".join(killed)
+            self.console.print(f"[yellow]killed after {self.stop_timeout_s:.0f}s without exiting:[/] {names}")
         self.http.close()
 
     def table(self) -> Table:
