@@ -1,0 +1,1 @@
+"""The whisper service: speech to text, faster-whisper or openai-whisper behind the service kit."""

@@ -1,0 +1,159 @@
+"""Task routes: `POST /transcribe` (JSON with base64, or a multipart upload) and OpenAI's transcriptions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile as StarletteUpload
+
+from services.whisper import formats
+from services.whisper.transcription import decode_options, transcribe
+from shared.errors import BadInput
+from shared.imaging import decode_base64
+from shared.schemas.whisper import ResponseFormat, TranscribeOptions, TranscribeRequest, TranscribeResponse
+from shared.service import LifecycleDep
+
+router = APIRouter(tags=["whisper"])
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its `$defs` put in place, so it stands alone inside `openapi_extra`."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items()}
+        return [resolve(v) for v in node] if isinstance(node, list) else node
+
+    return resolve(schema)
+
+
+TRANSCRIBE_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": _inline_schema(TranscribeRequest)},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "language": {"type": "string", "default": "auto"},
+                        "word_level": {"type": "boolean", "default": False},
+                        "initial_prompt": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "required": True,
+    }
+}
+
+
+@router.post("/transcribe", openapi_extra=TRANSCRIBE_BODY)
+async def transcribe_audio(request: Request, lifecycle: LifecycleDep) -> TranscribeResponse:
+    """Transcribe a base64 `audio` (JSON) or an uploaded `file` (multipart): text, language, timed segments."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        body, raw = await _from_form(request)
+    else:
+        body = _parse_json(await request.body())
+        raw = decode_base64(body.audio, what="audio")
+    options = decode_options(
+        lifecycle.model.settings.beam_size, language=body.language, word_level=body.options.word_level,
+        prompt=body.options.initial_prompt, beam_size=body.options.beam_size,
+    )
+    done = await transcribe(lifecycle, raw, options)
+    return formats.transcribe_response(
+        done.transcript, model=done.model, duration_s=done.audio.duration_s,
+        word_level=body.options.word_level, elapsed_ms=done.elapsed_ms,
+    )
+
+
+def _parse_json(raw: bytes) -> TranscribeRequest:
+    if not raw:
+        raise BadInput("request body is empty; send JSON {\"audio\": \"<base64>\"} or a multipart `file`")
+    try:
+        return TranscribeRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+
+
+async def _from_form(request: Request) -> tuple[TranscribeRequest, bytes]:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, StarletteUpload):
+        raise BadInput("multipart request has no `file` part; upload the audio or video file as `file`")
+    raw = await upload.read()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        body = TranscribeRequest(
+            audio="-", language=fields.get("language", "auto"),
+            options=TranscribeOptions.model_validate(
+                {"word_level": fields.get("word_level", "false"), "initial_prompt": fields.get("initial_prompt")}
+            ),
+        )
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+    return body, raw
+
+
+@router.post("/v1/audio/transcriptions", response_model=None)
+async def openai_transcriptions(
+    lifecycle: LifecycleDep,
+    file: Annotated[UploadFile, File(description="Audio or video file.")],
+    model: Annotated[str, Form(description="Accepted for compatibility; this service runs its loaded model.")] = "",
+    language: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form(max_length=2000)] = None,
+    temperature: Annotated[float | None, Form()] = None,
+    response_format: Annotated[str, Form()] = "json",
+    timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> Response:
+    """OpenAI-compatible: the official `openai` client's `audio.transcriptions.create` works unchanged."""
+    fmt = _response_format(response_format)
+    if stream:
+        raise BadInput("stream=true is not supported here; leave it out to get the whole transcript at once")
+    granularities = _granularities(timestamp_granularities)
+    options = decode_options(
+        lifecycle.model.settings.beam_size, language=language, word_level="word" in granularities,
+        prompt=prompt, temperature=temperature,
+    )
+    done = await transcribe(lifecycle, await file.read(), options, name=file.filename or "file")
+    transcript = done.transcript
+    match fmt:
+        case ResponseFormat.json:
+            return JSONResponse(formats.openai_json(transcript).model_dump())
+        case ResponseFormat.text:
+            return PlainTextResponse(transcript.text)
+        case ResponseFormat.srt:
+            return PlainTextResponse(formats.srt(transcript))
+        case ResponseFormat.vtt:
+            return PlainTextResponse(formats.vtt(transcript), media_type="text/vtt")
+        case ResponseFormat.verbose_json:
+            verbose = formats.openai_verbose(
+                transcript, duration_s=done.audio.duration_s,
+                with_segments="segment" in granularities or not granularities, with_words="word" in granularities,
+            )
+            return JSONResponse(verbose.model_dump(exclude_none=True))
+
+
+def _response_format(value: str) -> ResponseFormat:
+    try:
+        return ResponseFormat(value)
+    except ValueError:
+        valid = ", ".join(f.value for f in ResponseFormat)
+        raise BadInput(f"response_format '{value}' is not supported; use one of: {valid}") from None
+
+
+def _granularities(values: list[str] | None) -> set[str]:
+    chosen = set(values or [])
+    unknown = chosen - {"word", "segment"}
+    if unknown:
+        raise BadInput(f"timestamp_granularities {sorted(unknown)} unknown; use 'word' and/or 'segment'")
+    return chosen
