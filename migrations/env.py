@@ -5,7 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from gateway.storage.db import sqlalchemy_url
 from gateway.storage.models import Base
@@ -32,6 +32,9 @@ def run_offline() -> None:
 def run_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
+        # Gateway and worker may start together: one migrates, the other waits, neither half-applies.
+        connection.execute(text("SELECT pg_advisory_lock(724301)"))
+        connection.commit()
         context.configure(connection=connection, target_metadata=Base.metadata)
         with context.begin_transaction():
             context.run_migrations()

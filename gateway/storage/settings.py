@@ -52,3 +52,6 @@ class WorkerSettings(StorageSettings):
     frame_interval_s: float = Field(2.0, gt=0, description="Video: one frame every this many seconds.")
     max_frames: int = Field(120, ge=1)
     model_timeout_s: float = Field(300.0, gt=0, description="Per model call through the gateway.")
+    busy_retries: int = Field(2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After.")
+    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""The storage HTTP API: upload, jobs, media, search, clusters (APIRouters included into the gateway)."""
