@@ -51,6 +51,8 @@ def decode_audio(raw: bytes, *, max_seconds: float, name: str = "audio") -> Deco
         raise BadInput(f"{name} is empty (0 bytes); send an audio or video file")
     try:
         container = av.open(io.BytesIO(raw), mode="r", metadata_errors="ignore")
+    except av.error.EOFError as exc:  # a format was recognised, then the bytes ran out
+        raise BadInput(f"{name} is truncated: it ends inside its own header; send the complete file") from exc
     except av.error.FFmpegError as exc:
         raise UnsupportedMedia(
             f"{name} is not an audio or video file we can read ({_reason(exc)}); "
