@@ -40,6 +40,8 @@ def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.I
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"{name} is too large to decode safely: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a damaged header, found by fuzzing
+        raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
     if image.format not in ALLOWED_FORMATS:
         raise UnsupportedMedia(f"{name} is {image.format}; send JPEG, PNG, WEBP, BMP, GIF or TIFF")
     width, height = image.size
@@ -50,7 +52,7 @@ def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.I
         )
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
     return image.convert("RGB")
 
