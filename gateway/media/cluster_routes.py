@@ -1,0 +1,35 @@
+"""`POST /v1/clusters` (a job: group, name, enrich) and `GET /v1/clusters` (the latest run)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from gateway.media.accept import enqueue_job
+from gateway.media.deps import StorageDep
+from gateway.media.schemas import ClusterPublic, ClusterRequest
+from gateway.storage.models import Cluster, ClusterMember
+
+router = APIRouter(tags=["clusters"])
+
+
+@router.post("/v1/clusters", status_code=202)
+def start_clustering(storage: StorageDep, request: ClusterRequest | None = None) -> dict[str, str]:
+    """Queue a clustering job; follow it at `GET /v1/jobs/{job_id}`."""
+    params = (request or ClusterRequest()).model_dump()
+    return {"job_id": enqueue_job(storage, "cluster", None, params)}
+
+
+@router.get("/v1/clusters", response_model=list[ClusterPublic])
+def list_clusters(storage: StorageDep) -> list[ClusterPublic]:
+    with storage.db.session() as session:
+        clusters = session.scalars(select(Cluster).order_by(Cluster.size.desc(), Cluster.id)).all()
+        members = session.execute(select(ClusterMember).order_by(ClusterMember.distance)).scalars().all()
+    by_cluster: dict[int, list[ClusterMember]] = {}
+    for member in members:
+        by_cluster.setdefault(member.cluster_id, []).append(member)
+    return [ClusterPublic(
+        id=c.id, run_id=c.run_id, name=c.name, description=c.description, tags=c.tags, category=c.category,
+        confidence=c.confidence, enrichment=c.enrichment, size=c.size, degraded_reasons=c.degraded_reasons,
+        representatives=[m.media_id for m in by_cluster.get(c.id, []) if m.representative],
+        members=[m.media_id for m in by_cluster.get(c.id, [])], created_at=c.created_at) for c in clusters]

@@ -1,0 +1,29 @@
+"""FastAPI dependencies of the storage routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.storage.runtime import Storage
+from shared.errors import Unavailable
+
+
+def get_storage(request: Request) -> Storage:
+    storage = getattr(request.app.state, "storage", None)
+    if storage is None:
+        raise Unavailable("storage is not started (Postgres/Redis); check the gateway log")
+    return storage
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def models_url(request: Request, storage: Storage) -> str:
+    """Model calls go through the gateway: the configured URL, else the server answering this request."""
+    if storage.settings.gateway_url:
+        return storage.settings.gateway_url
+    host, port = request.scope.get("server") or ("127.0.0.1", 8000)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{host}:{port}"

@@ -1,0 +1,72 @@
+"""`install_storage(app)`: the one call that adds storage, ingest, search and clusters to the gateway app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from gateway.media import cluster_routes, routes, search_routes
+from gateway.storage.runtime import Storage, open_storage
+from gateway.storage.settings import StorageSettings
+
+log = logging.getLogger(__name__)
+
+
+def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> None:
+    """Include the routers, open Postgres + Redis (embedded when unset) and migrate at start-up,
+    close at shutdown, and register the Postgres and Redis entries of `GET /v1/health`."""
+    settings = settings or StorageSettings()
+    for router in (routes.router, search_routes.router, cluster_routes.router):
+        app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
+        storage = await asyncio.to_thread(open_storage, settings)
+        the_app.state.storage = storage
+        try:
+            async with inner(the_app) as state:
+                yield state
+        finally:
+            the_app.state.storage = None
+            await asyncio.to_thread(storage.close)
+
+    app.router.lifespan_context = lifespan
+    checks = getattr(app.state, "dependency_checks", None)
+    if checks is None:
+        checks = app.state.dependency_checks = []
+    checks.extend([_check(app, "postgres", _ping_postgres), _check(app, "redis", _ping_redis)])
+
+
+def _ping_postgres(storage: Storage) -> None:
+    with storage.db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _ping_redis(storage: Storage) -> None:
+    storage.redis.ping()
+
+
+def _check(app: FastAPI, name: str, ping: Callable[[Storage], None]) -> Callable[[], Any]:
+    async def check() -> Any:
+        from shared.schemas.gateway import DependencyHealth
+
+        storage: Storage | None = getattr(app.state, "storage", None)
+        started = time.perf_counter()
+        if storage is None:
+            return DependencyHealth(name=name, status="down", detail="storage not started")
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping, storage), timeout=3.0)
+        except Exception as exc:  # any failure is the health answer, not an error of the health route
+            return DependencyHealth(name=name, status="down", detail=f"{type(exc).__name__}: {exc}"[:300])
+        return DependencyHealth(name=name, status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    check.__name__ = f"{name}_check"
+    return check

@@ -1,0 +1,60 @@
+"""`POST /v1/media`, `POST /v1/media/{id}/reprocess`, `GET /v1/media/{id}`, `GET /v1/jobs/{id}`.
+
+Handlers are plain `def`: FastAPI runs them in its thread pool, so hashing, decoding, probing and the
+database never block the event loop.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, File, UploadFile
+
+from gateway.media.accept import accept_upload, enqueue_job
+from gateway.media.deps import StorageDep
+from gateway.media.detail import media_detail
+from gateway.media.detect import detect
+from gateway.media.schemas import JobPublic, MediaDetail, UploadAccepted
+from gateway.storage.models import Job
+from shared.errors import NotFound, PayloadTooLarge
+
+router = APIRouter(tags=["media"])
+CHUNK = 1024 * 1024
+
+
+def read_capped(upload: UploadFile, limit: int) -> bytes:
+    chunks, total = [], 0
+    while chunk := upload.file.read(CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes "
+                                  "(GATEWAY_MAX_UPLOAD_BYTES); split or compress it")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/v1/media", status_code=202, response_model=UploadAccepted)
+def upload_media(storage: StorageDep, file: UploadFile = File(description="An image, audio, video or JSON file.")
+                 ) -> UploadAccepted:
+    """Store a file by its content hash and queue its ingest job; the same bytes twice give one record."""
+    data = read_capped(file, storage.settings.max_upload_bytes)
+    detected = detect(data, max_image_pixels=storage.settings.max_image_pixels)
+    return accept_upload(storage, data, detected, file.filename)
+
+
+@router.post("/v1/media/{media_id}/reprocess", status_code=202)
+def reprocess_media(media_id: str, storage: StorageDep) -> dict[str, str]:
+    """Run the item's pipeline again (e.g. once a service that was down is back)."""
+    return {"job_id": enqueue_job(storage, "ingest", media_id, {"reprocess": True}), "media_id": media_id}
+
+
+@router.get("/v1/media/{media_id}", response_model=MediaDetail)
+def get_media(media_id: str, storage: StorageDep) -> MediaDetail:
+    return media_detail(storage, media_id)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, storage: StorageDep) -> JobPublic:
+    with storage.db.session() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        return JobPublic.model_validate(job)

@@ -1,0 +1,103 @@
+"""Shapes of the storage API: uploads, jobs, media items, search results, clusters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class UploadAccepted(BaseModel):
+    job_id: str | None = Field(description="The ingest job (the existing one for a duplicate).")
+    media_id: str
+    sha256: str
+    kind: str
+    mime: str
+    size: int
+    duplicate: bool = Field(description="The same bytes were already stored: nothing new was created.")
+    status: str
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    kind: str
+    media_id: str | None
+    state: Literal["queued", "running", "retrying", "done", "failed"]
+    progress: float = Field(ge=0, le=1)
+    stage: str | None
+    attempts: int
+    max_attempts: int
+    error: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class FramePublic(BaseModel):
+    t: float = Field(description="Seconds from the start of the video.")
+    media_id: str
+
+
+class MediaDetail(BaseModel):
+    id: str
+    sha256: str
+    kind: str
+    mime: str
+    size: int
+    original_name: str | None
+    status: str
+    degraded_reasons: list[str]
+    parent_id: str | None
+    created_at: datetime
+    classification: dict[str, Any] | None = None
+    embedding: dict[str, Any] | None = Field(None, description="Model and dimension (the vector itself is not sent).")
+    analysis: dict[str, Any] | None = None
+    transcript: dict[str, Any] | None = None
+    json_document: dict[str, Any] | None = None
+    frames: list[FramePublic] = Field(default_factory=list)
+    jobs: list[JobPublic] = Field(default_factory=list)
+
+
+class SearchHit(BaseModel):
+    media_id: str
+    kind: str
+    mime: str
+    created_at: datetime
+    match: Literal["embedding", "transcript", "caption", "filter"]
+    score: float = Field(description="Cosine similarity (embedding) or full-text rank (transcript, caption).")
+    label: str | None = None
+    snippet: str | None = None
+    parent_id: str | None = Field(None, description="For a video frame: the video it came from.")
+
+
+class SearchResponse(BaseModel):
+    query: str | None
+    results: list[SearchHit]
+    limit: int
+    offset: int
+    degraded: list[str] = Field(default_factory=list, description="Parts of the search that could not run, and why.")
+
+
+class ClusterRequest(BaseModel):
+    k: int | None = Field(None, ge=2, le=500, description="Number of clusters; default sqrt(n/2).")
+    method: Literal["kmeans", "agglomerative"] = "kmeans"
+    include_frames: bool = Field(False, description="Also cluster frames sampled from videos.")
+
+
+class ClusterPublic(BaseModel):
+    id: int
+    run_id: str
+    name: str
+    description: str | None
+    tags: list[Any]
+    category: str | None
+    confidence: float | None
+    enrichment: dict[str, Any] | None
+    size: int
+    degraded_reasons: list[Any]
+    representatives: list[str]
+    members: list[str]
+    created_at: datetime

@@ -1,0 +1,145 @@
+"""TEST DOUBLE of the gateway for storage tests: the real storage routes (`install_storage`) plus fake
+model endpoints behind the same paths as the real proxy (`/v1/services/{name}/...`, `/v1/classify`).
+
+The fakes give known answers: an image's CLIP embedding encodes its mean colour, so the text "red"
+finds red images; the cascade labels an image with its nearest colour name. `POST /fake/config`
+makes a service down (503) or slow, to test degraded results and killed workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from PIL import Image
+
+from gateway.media.install import install_storage
+from shared.errors import install_error_handlers
+from tests.support.media_samples import COLORS
+
+DIM = 512
+
+
+def color_vector(rgb: tuple[float, float, float], salt: bytes = b"") -> list[float]:
+    vector = np.zeros(DIM)
+    vector[:3] = np.asarray(rgb) / 255.0 + 0.05
+    if salt:
+        noise = np.random.default_rng(int.from_bytes(hashlib.sha256(salt).digest()[:8], "big")).normal(size=DIM)
+        vector += 0.01 * noise
+    return (vector / np.linalg.norm(vector)).tolist()
+
+
+def mean_rgb(image_b64: str) -> tuple[float, float, float]:
+    image = Image.open(io.BytesIO(base64.b64decode(image_b64))).convert("RGB")
+    r, g, b = np.asarray(image, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    return float(r), float(g), float(b)
+
+
+def nearest_color(rgb: tuple[float, float, float]) -> str:
+    return min(COLORS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLORS[name], rgb, strict=True)))
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="fake gateway (test double)")
+    install_error_handlers(app)
+    app.state.fake = {"down": [], "delay_s": {}, "transcript": "the quarterly report is ready", "calls": {}}
+    install_storage(app)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/fake/config")
+    def configure(config: dict[str, Any]) -> dict[str, Any]:
+        app.state.fake.update(config)
+        return app.state.fake
+
+    @app.get("/fake/calls")
+    def calls() -> dict[str, int]:
+        return app.state.fake["calls"]
+
+    @app.post("/v1/classify")
+    async def classify(body: dict[str, Any]) -> dict[str, Any]:
+        await _gate(app, "cnn")
+        label = nearest_color(mean_rgb(body["image"]))
+        top_k = [{"label": label, "score": 0.9}, {"label": "other", "score": 0.1}]
+        stage = {"stage": "cnn", "service": "cnn", "status": "ok", "top_k": top_k, "fused": top_k, "ms": 1.0,
+                 "decision": "final", "reason": "confident"}
+        return {"label": label, "confidence": 0.9, "top_k": top_k, "variant": "a", "request_id": "x",
+                "trace": {"variant": "a", "stages": [stage], "degraded": False, "total_ms": 1.0}}
+
+    @app.post("/v1/services/{name}/{path:path}")
+    async def proxy(name: str, path: str, request: Request) -> dict[str, Any]:
+        await _gate(app, name)
+        body = await request.json()
+        handler = FAKES.get((name, path))
+        if handler is None:
+            raise HTTPException(404, f"fake gateway has no {name}/{path}")
+        return handler(app, body)
+
+    return app
+
+
+async def _gate(app: FastAPI, service: str) -> None:
+    fake = app.state.fake
+    fake["calls"][service] = fake["calls"].get(service, 0) + 1
+    await asyncio.sleep(float(fake["delay_s"].get(service, 0)))
+    if service in fake["down"]:
+        raise HTTPException(503, f"service '{service}' is down (fake)", headers={"Retry-After": "1"})
+
+
+def _embed_image(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    vectors = [color_vector(mean_rgb(image), salt=image.encode()[:4096]) for image in body["images"]]
+    return {"model": "fake-clip", "dim": DIM, "embeddings": vectors, "processing_time_ms": 1.0}
+
+
+def _embed_text(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    vectors = []
+    for text in body["texts"]:
+        words = [w for w in text.lower().split() if w in COLORS]
+        vectors.append(color_vector(COLORS[words[0]] if words else (128, 128, 128), salt=text.encode()))
+    return {"model": "fake-clip", "dim": DIM, "embeddings": vectors, "processing_time_ms": 1.0}
+
+
+def _analyze(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    rgb = mean_rgb(body["image"])
+    color = nearest_color(rgb)
+    return {"caption": f"a {color} square on a plain background", "objects": [{"name": "square", "confidence": 0.8}],
+            "scene_type": "indoor", "dominant_colors": ["#%02x%02x%02x" % tuple(int(c) for c in rgb)],
+            "processing_time_ms": 1.0}
+
+
+def _transcribe(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    text = app.state.fake["transcript"]
+    return {"model": "fake-whisper", "text": text, "language": "en", "duration_s": 1.0,
+            "segments": [{"id": 0, "start": 0.0, "end": 1.0, "text": text}], "processing_time_ms": 1.0}
+
+
+def _json_schema(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    keys = sorted({k for sample in body["json_samples"] if isinstance(sample, dict) for k in sample})
+    return {"table_name": "records", "storage_type": "jsonb", "reasoning": "fake analysis",
+            "fields": {k: f"field {k}" for k in keys}, "indexes": keys[:1]}
+
+
+def _label_cluster(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    names = [nearest_color(mean_rgb(image)) for image in body["images"]]
+    name = max(set(names), key=names.count)
+    return {"cluster_name": f"{name} things", "description": f"mostly {name}", "tags": [name],
+            "primary_category": "colour", "confidence": names.count(name) / len(names), "processing_time_ms": 1.0}
+
+
+def _enrich(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    name = body["cluster_name"]
+    return {"hierarchy": ["colours", name], "folder_path": f"colours/{name}", "extended_tags": [name, "colour"],
+            "relationships": {}, "search_description": f"images of {name}"}
+
+
+FAKES = {("clip", "v1/embed/image"): _embed_image, ("clip", "v1/embed/text"): _embed_text,
+         ("blip2", "analyze-image"): _analyze, ("whisper", "transcribe"): _transcribe,
+         ("llm", "analyze-json-schema"): _json_schema, ("blip2", "label-cluster"): _label_cluster,
+         ("llm", "enrich-cluster"): _enrich}
