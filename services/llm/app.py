@@ -1,0 +1,14 @@
+"""`services.llm.app:create_app`: the kit around a causal LM, plus its task and OpenAI routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.llm.chat import router as chat_router
+from services.llm.model import LlmModel, LlmSettings
+from services.llm.routes import router
+from shared.service import create_service_app
+
+
+def create_app() -> FastAPI:
+    return create_service_app(LlmSettings(), LlmModel, [router, chat_router], title="mediamesh llm")

@@ -1,0 +1,103 @@
+"""OpenAI-compatible `POST /v1/chat/completions`, plain and streamed (server-sent events)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from services.llm.decoding import AsyncTextStreamer, SamplingParams, TextDeltas
+from services.llm.model import Completion, LlmModel
+from services.llm.routes import check_budget
+from services.llm.structured import JsonSchemaLogitsProcessor
+from shared.errors import BadInput
+from shared.lifecycle import ModelLifecycle
+from shared.schemas.llm import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Usage,
+)
+from shared.service import LifecycleDep
+
+router = APIRouter(tags=["openai"])
+ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def prepare(model: LlmModel, body: ChatCompletionRequest) -> tuple[list[int], SamplingParams, Any]:
+    """Prompt ids, sampling parameters and (for response_format) a JSON constraint, or a 422."""
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+    if messages[-1]["role"] == "assistant":
+        raise BadInput("the last message is the assistant's; end with a user (or system) message")
+    ids = model.chat_ids(messages)
+    max_tokens = body.max_completion_tokens or body.max_tokens or model.settings.default_max_tokens
+    check_budget(model, ids, max_tokens)
+    params = SamplingParams(max_tokens, body.temperature, body.top_p, tuple(body.stop_list()))
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return ids, params, None
+    schema = fmt.json_schema.schema_ if fmt.type == "json_schema" and fmt.json_schema else ANY_JSON_OBJECT
+    return ids, params, JsonSchemaLogitsProcessor(model.enforcer_data(), schema, len(ids))
+
+
+def _chunk(cid: str, created: int, model: str, delta: Delta, finish: str | None = None) -> str:
+    choice = ChunkChoice(delta=delta, finish_reason=finish)  # type: ignore[arg-type]
+    chunk = ChatCompletionChunk(id=cid, created=created, model=model, choices=[choice])
+    return f"data: {chunk.model_dump_json(exclude_none=False)}\n\n"
+
+
+async def stream(
+    lifecycle: ModelLifecycle[LlmModel], body: ChatCompletionRequest, request: Request
+) -> AsyncIterator[str]:
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    cancelled = threading.Event()
+    async with lifecycle.use() as model:
+        name = body.model or model.settings.name
+        ids, params, constraint = await lifecycle.run(prepare, model, body)
+        streamer = AsyncTextStreamer(TextDeltas(model.tokenizer, params.stop), asyncio.get_running_loop())
+        job = asyncio.ensure_future(lifecycle.run(
+            lambda: model.complete(ids, params, logits_processor=constraint, streamer=streamer, cancelled=cancelled)
+        ))
+        job.add_done_callback(lambda _: streamer.queue.put_nowait(None))  # ends the loop below on errors too
+        yield _chunk(cid, created, name, Delta(role="assistant", content=""))
+        try:
+            while (piece := await streamer.queue.get()) is not None:
+                yield _chunk(cid, created, name, Delta(content=piece))
+                if await request.is_disconnected():
+                    cancelled.set()
+            done: Completion = await job
+        finally:
+            cancelled.set()
+        yield _chunk(cid, created, name, Delta(), done.finish_reason)
+        yield "data: [DONE]\n\n"
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, lifecycle: LifecycleDep, request: Request
+) -> ChatCompletion | StreamingResponse:
+    if body.stream:
+        # fail before the stream starts (503 not loaded, 422 limits) so the client sees a proper status
+        async with lifecycle.use() as model:
+            await lifecycle.run(prepare, model, body)
+        return StreamingResponse(stream(lifecycle, body, request), media_type="text/event-stream")
+    async with lifecycle.use() as model:
+        ids, params, constraint = await lifecycle.run(prepare, model, body)
+        done = await lifecycle.run(lambda: model.complete(ids, params, logits_processor=constraint))
+        name = body.model or model.settings.name
+    return ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=name,
+        choices=[Choice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)],  # type: ignore[arg-type]
+        usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                    total_tokens=done.prompt_tokens + done.completion_tokens),
+    )
