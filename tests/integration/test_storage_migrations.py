@@ -1,0 +1,104 @@
+"""Migrations up and down on a real Postgres with pgvector (pgserver); the embedded servers restart cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import inspect, text
+
+from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.storage import db as dbmod
+from gateway.storage.models import ImageAnalysis, ImageEmbedding, Media, Transcript
+from tests.support.storage_env import fresh_database
+
+TABLES = {"media", "classifications", "image_embeddings", "image_analyses", "transcripts", "video_frames",
+          "json_documents", "clusters", "cluster_members", "jobs"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = dbmod.make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade() -> None:
+    url = fresh_database(migrate=False)
+    assert _tables(url) == set()
+    dbmod.upgrade(url)
+    assert _tables(url) == TABLES
+    dbmod.downgrade(url, "base")
+    assert _tables(url) == set()
+    dbmod.upgrade(url)
+    assert _tables(url) == TABLES
+
+
+def test_schema_has_hnsw_gin_and_generated_tsvector() -> None:
+    url = fresh_database()
+    database = dbmod.Database(url)
+    try:
+        with database.session() as session:
+            indexes = dict(session.execute(text("SELECT indexname, indexdef FROM pg_indexes")).all())
+            assert "hnsw" in indexes["ix_image_embeddings_hnsw"] and "vector_cosine_ops" in indexes[
+                "ix_image_embeddings_hnsw"]
+            assert "gin" in indexes["ix_transcripts_tsv"]
+            media = Media(sha256="a" * 64, kind="audio", mime="audio/wav", size=1, path="aa/aa/" + "a" * 64,
+                          degraded_reasons=[])
+            session.add(media)
+            session.flush()
+            session.add(Transcript(media_id=media.id, text="The quarterly report is ready", segments=[]))
+            session.add(ImageAnalysis(media_id=media.id, caption="a black cat sitting on tables"))
+            session.add(ImageEmbedding(media_id=media.id, model="m", embedding=[1.0] + [0.0] * 511))
+        with database.session() as session:
+            found = session.execute(text(
+                "SELECT count(*) FROM transcripts WHERE tsv @@ websearch_to_tsquery('simple', 'quarterly report')"
+            )).scalar_one()
+            stemmed = session.execute(text(
+                "SELECT count(*) FROM image_analyses WHERE caption_tsv @@ websearch_to_tsquery('english', 'cats table')"
+            )).scalar_one()
+            assert (found, stemmed) == (1, 1)
+    finally:
+        database.dispose()
+
+
+def test_duplicate_sha_is_refused_by_the_database() -> None:
+    url = fresh_database()
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        insert = ("INSERT INTO media (id, sha256, kind, mime, size, path) "
+                  "VALUES (%s, %s, 'image', 'image/png', 1, 'p')")
+        connection.execute(insert, ("one", "b" * 64))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            connection.execute(insert, ("two", "b" * 64))
+
+
+def test_embedded_postgres_keeps_data_across_restart(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path / "pg")
+    url = server.start().replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CREATE TABLE kept (v vector(3))")
+            connection.execute("INSERT INTO kept VALUES ('[1,2,3]')")
+        server.stop()
+        assert not server.running
+        url = server.start().replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SELECT v::text FROM kept").fetchone() == ("[1,2,3]",)
+    finally:
+        server.stop()
+
+
+def test_embedded_redis_is_reachable_by_url_and_persists(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis" / "redis.db")
+    try:
+        client = redis.Redis.from_url(server.start())
+        client.set("kept", "yes")
+        client.close()
+        server.stop()
+        assert not server.running
+        assert redis.Redis.from_url(server.start()).get("kept") == b"yes"
+    finally:
+        server.stop()
