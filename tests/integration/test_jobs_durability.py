@@ -1,0 +1,80 @@
+"""Durable jobs: a SIGKILLed worker's job is delivered again and finishes; a failing job is retried with
+backoff and ends `failed` with its error; a Postgres restart between two jobs loses nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+
+from gateway.storage.media_store import MediaStore
+from tests.support import media_samples as samples
+from tests.support.storage_env import Stack, WorkerProcess, shared_postgres, start_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("jobs")
+    stack = start_stack(folder)
+    stack.folder = folder  # type: ignore[attr-defined]
+    yield stack
+    stack.stop()
+
+
+def restart_worker(stack: Stack, tag: str) -> None:
+    stack.worker.kill()
+    stack.worker = WorkerProcess(stack.env, stack.folder / f"worker-{tag}.log").start()  # type: ignore[attr-defined]
+
+
+def upload(stack: Stack, data: bytes) -> dict:
+    response = httpx.post(f"{stack.url}/v1/media", files={"file": ("f", data)}, timeout=30)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def test_worker_killed_mid_job_is_redelivered_and_finishes(stack: Stack) -> None:
+    stack.configure(delay_s={"clip": 10})
+    accepted = upload(stack, samples.png("blue", seed=11))
+    running = stack.wait_job(accepted["job_id"], states=("running",), timeout_s=30)
+    deadline = time.monotonic() + 30
+    while running["stage"] != "embedding" and time.monotonic() < deadline:  # inside the slow CLIP call
+        time.sleep(0.1)
+        running = stack.wait_job(accepted["job_id"], states=("running",))
+    assert running["stage"] == "embedding" and running["attempts"] == 1
+    stack.worker.kill()  # SIGKILL: no cleanup, no ack
+    stack.configure(delay_s={})
+    restart_worker(stack, "after-kill")
+    job = stack.wait_job(accepted["job_id"], timeout_s=60)
+    assert job["state"] == "done" and job["attempts"] == 2, job
+    media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
+    assert media["status"] == "ready" and media["embedding"]["dim"] == 512
+
+
+def test_failing_job_retries_with_backoff_then_fails_visibly(stack: Stack) -> None:
+    stack.worker.stop()
+    accepted = upload(stack, samples.png("black", seed=12))
+    MediaStore(stack.home / "media").delete(accepted["sha256"])  # every attempt will now fail
+    restart_worker(stack, "failing")
+    job = stack.wait_job(accepted["job_id"], timeout_s=60)
+    assert job["state"] == "failed" and job["attempts"] == job["max_attempts"] == 4
+    assert "FileNotFoundError" in job["error"]
+    elapsed = datetime.fromisoformat(job["updated_at"]) - datetime.fromisoformat(job["created_at"])
+    assert elapsed.total_seconds() >= 0.2 + 0.4 + 0.8  # three backoffs: base 0.2 s, doubling
+    media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
+    assert media["status"] == "failed" and "FileNotFoundError" in media["degraded_reasons"][-1]
+
+
+def test_postgres_restart_between_two_jobs_loses_nothing(stack: Stack) -> None:
+    first = upload(stack, samples.png("red", seed=13))
+    assert stack.wait_job(first["job_id"])["state"] == "done"
+    server = shared_postgres()
+    server.stop()
+    server.start()
+    second = upload(stack, samples.png("green", seed=14))
+    assert stack.wait_job(second["job_id"], timeout_s=60)["state"] == "done"
+    for accepted in (first, second):
+        media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
+        assert media["status"] == "ready" and media["classification"] is not None
