@@ -1,0 +1,93 @@
+"""`mediamesh health`: the gateway's `/v1/health` as a table; the exit code says ok (0), degraded (1), down (2)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+import typer
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from shared.schemas.gateway import HealthReport, ModelsReport
+
+EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
+STATUS_STYLE = {"ok": "green", "up": "green", "degraded": "yellow", "down": "red"}
+console = Console()
+
+
+class HealthCliSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    gateway_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
+    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
+
+
+def health(
+    url: Annotated[str | None, typer.Option(help="Gateway URL; default GATEWAY_URL or http://127.0.0.1:8000.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway.")] = 10.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the raw JSON report.")] = False,
+) -> None:
+    """Show the health of every service, Postgres and Redis; exit 0 ok, 1 degraded, 2 down/unreachable."""
+    settings = HealthCliSettings()
+    base = (url or settings.gateway_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    try:
+        with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
+            report, latency_ms = _fetch_health(client)
+            memory = _fetch_memory(client)
+    except (httpx.HTTPError, ValueError) as exc:
+        console.print(f"[red]down[/]: cannot get a health report from {base}/v1/health ({exc}). "
+                      "Is the mesh running? Start it with `mediamesh up`.")
+        raise typer.Exit(2) from None
+    if json_output:
+        console.print_json(report.model_dump_json())
+    else:
+        console.print(render(report, memory, latency_ms))
+    raise typer.Exit(EXIT_CODES[report.status])
+
+
+def _fetch_health(client: httpx.Client) -> tuple[HealthReport, float]:
+    """The report (a degraded or down gateway may answer 503 with the same body) and its round trip."""
+    response = client.get("/v1/health")
+    if response.status_code not in (200, 503):
+        raise ValueError(f"HTTP {response.status_code}: {response.text[:200]}")
+    try:
+        return HealthReport.model_validate(response.json()), response.elapsed.total_seconds() * 1000
+    except (ValidationError, ValueError) as exc:
+        raise ValueError(f"not a health report: {exc}") from exc
+
+
+def _fetch_memory(client: httpx.Client) -> dict[str, int]:
+    """Bytes each model holds in the budget, from `/v1/models`; empty if the gateway cannot say."""
+    try:
+        response = client.get("/v1/models")
+        report = ModelsReport.model_validate(response.json())
+    except (httpx.HTTPError, ValidationError, ValueError):
+        return {}
+    return {m.name: m.reserved_bytes or (m.footprint_bytes or 0) for m in report.models}
+
+
+def render(report: HealthReport, memory: dict[str, int], latency_ms: float) -> Table:
+    style = STATUS_STYLE[report.status]
+    table = Table("name", "kind", "state", "model", "memory", "latency", "detail",
+                  title=f"mediamesh: [{style}]{report.status}[/] (gateway answered in {latency_ms:.0f} ms)")
+    for service in report.services:
+        latency = getattr(service, "latency_ms", None)
+        table.add_row(service.name, service.kind, _styled(service.status), service.model_state or "-",
+                      _megabytes(memory.get(service.name)), "-" if latency is None else f"{latency:.0f} ms",
+                      service.error or service.url)
+    for dep in report.dependencies:
+        latency = "-" if dep.latency_ms is None else f"{dep.latency_ms:.0f} ms"
+        table.add_row(dep.name, "dependency", _styled(dep.status), "-", "-", latency, dep.detail or "")
+    return table
+
+
+def _styled(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _megabytes(value: int | None) -> str:
+    return "-" if not value else f"{value / 2**20:,.0f} MiB"
