@@ -7,6 +7,7 @@ launcher works at every stage of the project.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def plan_mesh(options: PlanOptions) -> MeshPlan:
         plan.processes.append(_service_spec(name, options))
     if options.gateway:
         if gateway_present():
-            plan.processes.append(_gateway_spec(options, wanted))
+            plan.processes.append(_gateway_spec(options, [p.name for p in plan.processes]))
         else:
             plan.skipped.append("gateway: gateway/app.py is not in this tree yet")
     if options.worker:
@@ -124,13 +125,13 @@ def _service_spec(name: str, options: PlanOptions) -> ProcessSpec:
     return ProcessSpec(name, uvicorn_argv(spec.app_factory, options.host, port), env, port, "/health")
 
 
-def _gateway_spec(options: PlanOptions, wanted: list[str]) -> ProcessSpec:
+def _gateway_spec(options: PlanOptions, services: list[str]) -> ProcessSpec:
+    """The gateway knows exactly the services this launcher starts, at their (possibly overridden) ports."""
     port = port_of("gateway", options.ports)
-    env = {"GATEWAY_HOST": options.host, "GATEWAY_PORT": str(port)}
-    for name in wanted:  # where the gateway finds each service (ports may be overridden)
-        url = f"http://{_connect_host(options.host)}:{port_of(name, options.ports)}"
-        env[f"GATEWAY_SERVICES__{name.upper()}__URL"] = url
-    return ProcessSpec("gateway", uvicorn_argv(GATEWAY_FACTORY, options.host, port), env, port, "/v1/health")
+    registry = {name: {"url": f"http://{_connect_host(options.host)}:{port_of(name, options.ports)}", "kind": name}
+                for name in services}
+    env = {"GATEWAY_HOST": options.host, "GATEWAY_PORT": str(port), "GATEWAY_SERVICES": json.dumps(registry)}
+    return ProcessSpec("gateway", uvicorn_argv(GATEWAY_FACTORY, options.host, port), env, port, "/health")
 
 
 def _worker_spec(options: PlanOptions) -> ProcessSpec:

@@ -5,6 +5,7 @@ No Docker engine is needed: `docker-compose config` only parses, interpolates an
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -126,7 +127,10 @@ def test_models_cache_and_settings_come_from_the_environment(compose: dict[str, 
         assert "hf-cache:/cache/huggingface" in volumes and "${MEDIAMESH_MODELS_VOLUME:-models}:/models" in volumes
     assert services["blip2"]["environment"]["BLIP2_QUANTIZATION"] == "${BLIP2_QUANTIZATION:-8bit}"
     assert services["llm"]["environment"]["LLM_QUANTIZATION"] == "${LLM_QUANTIZATION:-4bit}"
-    assert services["gateway"]["environment"]["GATEWAY_MEMORY_BUDGET_BYTES"].startswith("${GATEWAY_MEMORY_BUDGET")
+    gateway = services["gateway"]["environment"]
+    assert gateway["GATEWAY_BUDGET_BYTES"] == "${GATEWAY_BUDGET_BYTES:-6442450944}"  # the 6 GiB of the brief
+    registry = json.loads(gateway["GATEWAY_SERVICES"])
+    assert registry == {n: {"url": f"http://{n}:{SERVICES[n].port}", "kind": n} for n in SERVICES}
     for name in MODEL_SERVICES:
         assert services["models"]["environment"][f"MEDIAMESH_{name.upper()}_MODEL_ID"].startswith(
             f"${{{name.upper()}_MODEL_ID:-{SERVICES[name].hub_id}}}"[:-1])
