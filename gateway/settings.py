@@ -1,0 +1,75 @@
+"""The gateway's settings: env prefix `GATEWAY_` (nested with `__`), plus the unprefixed
+`DATABASE_URL`, `REDIS_URL` and `MEDIAMESH_HOME` that every process of the mesh shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.catalog import SERVICES
+
+GIB = 1024**3
+
+
+class ServiceEndpoint(BaseModel):
+    url: str
+    kind: str = Field(description="Which contract it speaks: cnn, clip, blip2, whisper, llm (or a test kind).")
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"service url {url!r} must start with http:// or https://")
+        return url.rstrip("/")
+
+
+def default_services() -> dict[str, ServiceEndpoint]:
+    return {name: ServiceEndpoint(url=f"http://127.0.0.1:{spec.port}", kind=name) for name, spec in SERVICES.items()}
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    services: dict[str, ServiceEndpoint] = Field(
+        default_factory=default_services,
+        description='JSON map name → {"url", "kind"}; several of one kind are fine (cnn_fast, cnn_accurate).',
+    )
+    budget_bytes: int = Field(6 * GIB, gt=0, description="Memory the loaded models may use together.")
+    headroom_bytes: int = Field(512 * 1024**2, ge=0, description="Kept free for activations and the CUDA context.")
+    pinned: list[str] = Field(default_factory=list, description="Loaded at start, never evicted.")
+    priorities: dict[str, int] = Field(default_factory=dict, description="Lower is evicted first; default 0.")
+    idle_ttl_s: float | None = Field(600.0, gt=0, description="Unload a model idle this long; unset: never.")
+    room_timeout_s: float = Field(30.0, gt=0, description="How long a request waits for memory before 503.")
+    load_timeout_s: float = Field(600.0, gt=0, description="How long one model load may take.")
+    request_timeout_s: float = Field(300.0, gt=0, description="How long a proxied task call may take.")
+    poll_interval_s: float = Field(5.0, gt=0, description="Health polling of the services.")
+    retry_after_s: int = Field(5, ge=1)
+    api_key: SecretStr | None = Field(None, description="When set, every endpoint but health/metrics needs it.")
+    max_upload_bytes: int = Field(25 * 1024**2, gt=0)
+    max_image_pixels: int = Field(40_000_000, gt=0)
+    cascade_config: Path | None = Field(None, description="JSON file with the cascade configuration.")
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+
+    @property
+    def usable_budget_bytes(self) -> int:
+        return self.budget_bytes - self.headroom_bytes
+
+    @model_validator(mode="after")
+    def _check_names(self) -> GatewaySettings:
+        if self.usable_budget_bytes <= 0:
+            raise ValueError(
+                f"headroom ({self.headroom_bytes:,} B) leaves no budget of {self.budget_bytes:,} B; lower it"
+            )
+        for what, names in (("pinned", self.pinned), ("priorities", list(self.priorities))):
+            unknown = sorted(set(names) - set(self.services))
+            if unknown:
+                raise ValueError(f"GATEWAY_{what.upper()} names unknown service(s) {unknown}; "
+                                 f"known: {sorted(self.services)}")
+        return self

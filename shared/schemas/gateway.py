@@ -1,0 +1,108 @@
+"""The gateway's own shapes: `/v1/models` (like `ollama ps`), `/v1/classify` with its trace, `/v1/health`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.schemas.common import LabelScore
+
+
+class SlotState(StrEnum):
+    """What the gateway believes about one model (re-synchronised from the service's `/v1/model`)."""
+
+    unloaded = "unloaded"
+    loading = "loading"
+    loaded = "loaded"
+    unloading = "unloading"
+    error = "error"
+    down = "down"
+
+
+class ModelStatus(BaseModel):
+    name: str
+    kind: str
+    url: str
+    state: SlotState
+    reserved_bytes: int = Field(description="Bytes this model holds in the budget now (0 unless loading/loaded).")
+    footprint_bytes: int | None = Field(None, description="Measured after its first load.")
+    estimated_bytes: int = Field(0, description="Estimate from the weight files, used until the first load.")
+    pinned: bool = False
+    priority: int = 0
+    in_flight: int = 0
+    last_used: datetime | None = None
+    expires_at: datetime | None = Field(None, description="When the idle time-to-live unloads it.")
+    error: str | None = None
+
+
+class ModelsReport(BaseModel):
+    budget_bytes: int = Field(description="Usable budget: configured budget minus headroom.")
+    reserved_bytes: int
+    free_bytes: int
+    models: list[ModelStatus]
+
+
+class ClassifyRequest(BaseModel):
+    image: str = Field(description="Base64-encoded image (a data: URL is accepted too).")
+    variant: str | None = Field(None, description="Force one cascade variant instead of the A/B split.")
+    request_id: str | None = Field(None, description="Stable id for the A/B split; default the image's hash.")
+    mode: Literal["auto", "always", "never"] = Field(
+        "auto", description="`always` runs every stage (calibration), `never` stops after the first."
+    )
+
+
+class StageTrace(BaseModel):
+    stage: str
+    service: str
+    status: Literal["ok", "failed"]
+    top_k: list[LabelScore] = Field(default_factory=list, description="This stage's own scores.")
+    fused: list[LabelScore] = Field(default_factory=list, description="Scores fused over the stages so far.")
+    ms: float
+    answer: str | None = Field(None, description="Free-text answer (blip2 VQA), when the stage gives one.")
+    entropy: float | None = None
+    error: str | None = None
+    decision: Literal["escalate", "stop", "final"] = "final"
+    reason: str = ""
+
+
+class CascadeTrace(BaseModel):
+    variant: str
+    stages: list[StageTrace]
+    degraded: bool = Field(False, description="A later stage was down; the answer is the last good stage's.")
+    total_ms: float
+
+
+class ClassifyResponse(BaseModel):
+    label: str
+    confidence: float
+    top_k: list[LabelScore]
+    variant: str
+    request_id: str
+    trace: CascadeTrace
+
+
+class ServiceHealth(BaseModel):
+    name: str
+    kind: str
+    url: str
+    status: Literal["up", "down"]
+    model_state: str | None = None
+    error: str | None = None
+    checked_at: datetime | None = None
+
+
+class DependencyHealth(BaseModel):
+    name: str
+    status: Literal["up", "down"]
+    detail: str | None = None
+    latency_ms: float | None = None
+    critical: bool = Field(True, description="Down makes the whole report `down`, not just `degraded`.")
+
+
+class HealthReport(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    services: list[ServiceHealth]
+    dependencies: list[DependencyHealth] = Field(default_factory=list)

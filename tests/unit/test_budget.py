@@ -1,0 +1,213 @@
+"""MemoryBudget as pure async code over a fake backend: exact expectations for each rule."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.budget import MemoryBudget
+from gateway.slots import BudgetExceeded, LoadFailed
+from shared.errors import Conflict
+from shared.schemas.gateway import SlotState
+
+
+class FakeBackend:
+    """Models 'load' after `delay_s`; `sizes` gives what a load measures (default: the estimate)."""
+
+    def __init__(self, budget: MemoryBudget | None = None, delay_s: float = 0.0) -> None:
+        self.budget = budget
+        self.delay_s = delay_s
+        self.loaded: dict[str, int] = {}
+        self.sizes: dict[str, int] = {}
+        self.failing: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+
+    async def load(self, name: str) -> int:
+        self.calls.append(("load", name))
+        await asyncio.sleep(self.delay_s)
+        if name in self.failing:
+            raise RuntimeError(f"{name} weights are corrupt")
+        assert self.budget is not None
+        size = self.sizes.get(name, self.budget.slots[name].estimated_bytes)
+        self.loaded[name] = size
+        return size
+
+    async def unload(self, name: str) -> None:
+        assert self.budget is not None and self.budget.slots[name].in_flight == 0, f"{name} cut while in flight"
+        self.calls.append(("unload", name))
+        await asyncio.sleep(self.delay_s)
+        self.loaded.pop(name, None)
+
+
+def make(budget_bytes: int = 100, delay_s: float = 0.0, **kwargs: float) -> tuple[MemoryBudget, FakeBackend]:
+    backend = FakeBackend(delay_s=delay_s)
+    budget = MemoryBudget(backend, budget_bytes, room_timeout_s=kwargs.pop("room_timeout_s", 0.3), **kwargs)
+    backend.budget = budget
+    return budget, backend
+
+
+async def test_loads_on_demand_and_counts_in_flight() -> None:
+    budget, backend = make()
+    budget.add("a", estimated_bytes=40)
+    async with budget.use("a") as slot:
+        assert slot.state is SlotState.loaded and slot.in_flight == 1
+        assert budget.reserved_bytes == 40
+    assert slot.in_flight == 0 and backend.calls == [("load", "a")]
+    async with budget.use("a"):
+        pass
+    assert backend.calls == [("load", "a")]  # loaded once, reused
+
+
+async def test_concurrent_requests_share_one_load() -> None:
+    budget, backend = make(delay_s=0.05)
+    budget.add("a", estimated_bytes=40)
+    await asyncio.gather(*(budget.load("a") for _ in range(10)))
+    assert backend.calls == [("load", "a")]
+
+
+async def test_evicts_least_recently_used_idle_model_first() -> None:
+    budget, backend = make()
+    for name in "abc":
+        budget.add(name, estimated_bytes=40)
+    await budget.load("a")
+    await budget.load("b")
+    async with budget.use("a"):
+        pass  # a is now more recently used than b
+    await budget.load("c")
+    assert ("unload", "b") in backend.calls and set(backend.loaded) == {"a", "c"}
+
+
+async def test_lower_priority_is_evicted_before_older_use() -> None:
+    budget, backend = make()
+    budget.add("important", estimated_bytes=40, priority=10)
+    budget.add("cheap", estimated_bytes=40, priority=0)
+    budget.add("new", estimated_bytes=40)
+    await budget.load("important")
+    await budget.load("cheap")
+    await budget.load("new")
+    assert set(backend.loaded) == {"important", "new"}
+
+
+async def test_pinned_is_never_evicted() -> None:
+    budget, backend = make()
+    budget.add("pinned", estimated_bytes=60, pinned=True)
+    budget.add("x", estimated_bytes=60)
+    await budget.load("pinned")
+    with pytest.raises(BudgetExceeded) as refused:
+        await budget.load("x")
+    assert "memory held by: pinned" in refused.value.detail and refused.value.headers["Retry-After"] == "5"
+    assert set(backend.loaded) == {"pinned"}
+
+
+async def test_in_flight_model_is_not_evicted_and_waiter_gets_503_naming_it() -> None:
+    budget, backend = make(room_timeout_s=0.2)
+    budget.add("busy", estimated_bytes=70)
+    budget.add("other", estimated_bytes=70)
+    async with budget.use("busy"):
+        with pytest.raises(BudgetExceeded) as refused:
+            await budget.load("other")
+    detail = refused.value.detail
+    assert "no room for model 'other'" in detail and "busy (0.0 MB, loaded, 1 in flight)" in detail
+    assert ("unload", "busy") not in backend.calls
+
+
+async def test_waiter_gets_the_memory_when_the_holder_finishes() -> None:
+    budget, backend = make(room_timeout_s=2.0)
+    budget.add("busy", estimated_bytes=70)
+    budget.add("other", estimated_bytes=70)
+    await budget.acquire("busy")
+    waiter = asyncio.create_task(budget.load("other"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await budget.release("busy")
+    await waiter
+    assert set(backend.loaded) == {"other"}
+
+
+async def test_model_larger_than_budget_is_refused_at_once() -> None:
+    budget, _ = make()
+    budget.add("huge", estimated_bytes=101)
+    with pytest.raises(BudgetExceeded, match="more than the whole budget"):
+        await budget.load("huge")
+
+
+async def test_failed_load_releases_its_reservation_and_says_why() -> None:
+    budget, backend = make()
+    budget.add("a", estimated_bytes=50)
+    backend.failing.add("a")
+    with pytest.raises(LoadFailed, match="weights are corrupt"):
+        await budget.load("a")
+    assert budget.slots["a"].state is SlotState.error and budget.reserved_bytes == 0
+    backend.failing.clear()
+    await budget.load("a")  # retried on the next request
+    assert budget.slots["a"].state is SlotState.loaded
+
+
+async def test_measured_footprint_replaces_the_estimate_and_evicts_if_larger() -> None:
+    budget, backend = make()
+    budget.add("a", estimated_bytes=40)
+    budget.add("b", estimated_bytes=30)
+    backend.sizes["b"] = 70
+    await budget.load("a")
+    await budget.load("b")
+    assert budget.slots["b"].reserved == 70 and budget.slots["b"].footprint_bytes == 70
+    assert set(backend.loaded) == {"b"} and budget.reserved_bytes <= 100
+
+
+async def test_measured_footprint_that_cannot_fit_is_unloaded_again() -> None:
+    budget, backend = make()
+    budget.add("pinned", estimated_bytes=50, pinned=True)
+    budget.add("b", estimated_bytes=30)
+    backend.sizes["b"] = 70
+    await budget.load("pinned")
+    with pytest.raises(BudgetExceeded, match="more than its estimate"):
+        await budget.load("b")
+    assert set(backend.loaded) == {"pinned"} and budget.reserved_bytes == 50
+
+
+async def test_idle_ttl_unloads_idle_unpinned_models() -> None:
+    budget, backend = make(idle_ttl_s=0.05)
+    budget.add("a", estimated_bytes=10)
+    budget.add("p", estimated_bytes=10, pinned=True)
+    await budget.load("a")
+    await budget.load("p")
+    assert await budget.unload_idle() == []
+    await asyncio.sleep(0.06)
+    assert await budget.unload_idle() == ["a"]
+    assert set(backend.loaded) == {"p"}
+
+
+async def test_manual_unload_waits_for_in_flight_then_conflicts() -> None:
+    budget, backend = make(room_timeout_s=0.1)
+    budget.add("a", estimated_bytes=10)
+    await budget.acquire("a")
+    with pytest.raises(Conflict, match="1 request"):
+        await budget.unload("a")
+    await budget.release("a")
+    await budget.unload("a")
+    assert backend.loaded == {} and budget.slots["a"].state is SlotState.unloaded
+
+
+async def test_restarted_service_is_resynchronised_as_unloaded() -> None:
+    budget, backend = make()
+    budget.add("a", estimated_bytes=10)
+    await budget.load("a")
+    await budget.observe("a", None)
+    assert budget.slots["a"].state is SlotState.down and budget.reserved_bytes == 0
+    await budget.observe("a", "unloaded", estimated_bytes=12)
+    assert budget.slots["a"].state is SlotState.unloaded and budget.slots["a"].estimated_bytes == 12
+    await budget.load("a")
+    assert backend.calls.count(("load", "a")) == 2
+
+
+async def test_model_loaded_behind_our_back_is_counted_or_unloaded() -> None:
+    budget, backend = make()
+    budget.add("a", estimated_bytes=60)
+    budget.add("b", estimated_bytes=60)
+    await budget.observe("a", "loaded", footprint_bytes=60)
+    assert budget.slots["a"].state is SlotState.loaded and budget.reserved_bytes == 60
+    backend.loaded["b"] = 60
+    await budget.observe("b", "loaded", footprint_bytes=60)
+    await asyncio.sleep(0.01)
+    assert "b" not in backend.loaded and budget.reserved_bytes == 60
