@@ -15,6 +15,7 @@ from gateway.launcher.plan import ProcessSpec
 
 
 class ChildState(StrEnum):
+    waiting = "waiting"  # for the process it starts after
     starting = "starting"
     up = "up"
     restarting = "restarting"
@@ -32,7 +33,7 @@ class ChildProcess:
         self.env = {**base_env, **spec.env}
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
-        self.state = ChildState.starting
+        self.state = ChildState.waiting
         self.restarts = 0
         self.exit_codes: list[int] = []
         self.next_restart_at: float | None = None

@@ -31,6 +31,7 @@ class ProcessSpec:
     env: dict[str, str]
     port: int | None = None
     health_path: str | None = None  # None: up means alive (the worker has no port)
+    after: str | None = None  # start only once this process is up (the worker waits for the gateway)
 
     def base_url(self, host: str) -> str | None:
         return None if self.port is None else f"http://{_connect_host(host)}:{self.port}"
@@ -136,7 +137,9 @@ def _gateway_spec(options: PlanOptions, services: list[str]) -> ProcessSpec:
 
 def _worker_spec(options: PlanOptions) -> ProcessSpec:
     gateway_url = f"http://{_connect_host(options.host)}:{port_of('gateway', options.ports)}"
-    return ProcessSpec("worker", [sys.executable, "-m", "gateway.worker"], {"GATEWAY_URL": gateway_url})
+    # After the gateway: its start-up runs the database migrations the worker relies on.
+    after = "gateway" if options.gateway and gateway_present() else None
+    return ProcessSpec("worker", [sys.executable, "-m", "gateway.worker"], {"GATEWAY_URL": gateway_url}, after=after)
 
 
 def _connect_host(host: str) -> str:

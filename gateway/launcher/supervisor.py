@@ -17,7 +17,7 @@ from gateway.launcher.children import ChildProcess, ChildState, stop_all
 from gateway.launcher.plan import MeshPlan
 
 STATE_STYLE = {
-    ChildState.starting: "yellow", ChildState.up: "green", ChildState.restarting: "yellow",
+    ChildState.waiting: "dim", ChildState.starting: "yellow", ChildState.up: "green", ChildState.restarting: "yellow",
     ChildState.failed: "red", ChildState.stopped: "dim",
 }
 WORKER_GRACE_S = 2.0  # a child without a health URL counts as up once it has lived this long
@@ -43,8 +43,10 @@ class Supervisor:
         self.http = httpx.Client(timeout=1.0)
 
     def start_all(self) -> None:
+        """Start every child that waits for nobody; the others start from tick() once theirs is up."""
         for child in self.children:
-            self._start(child)
+            if child.spec.after is None or child.spec.after not in self._names():
+                self._start(child)
 
     def wait_until_up(self, timeout_s: float, poll_s: float = 0.25) -> bool:
         """Poll until every child is up (or failed); a live table shows progress. True if all are up."""
@@ -69,7 +71,10 @@ class Supervisor:
             if child.state in (ChildState.failed, ChildState.stopped):
                 continue
             code = child.exit_code()
-            if child.state is ChildState.restarting:
+            if child.state is ChildState.waiting:
+                if self._state_of(child.spec.after) is ChildState.up:
+                    self._start(child)
+            elif child.state is ChildState.restarting:
                 if child.next_restart_at is not None and now >= child.next_restart_at:
                     child.restarts += 1
                     self._start(child)
@@ -103,7 +108,13 @@ class Supervisor:
         self.started_at[child.name] = time.monotonic()
 
     def _pending(self, child: ChildProcess) -> bool:
-        return child.state in (ChildState.starting, ChildState.restarting)
+        return child.state in (ChildState.waiting, ChildState.starting, ChildState.restarting)
+
+    def _names(self) -> set[str]:
+        return {c.name for c in self.children}
+
+    def _state_of(self, name: str | None) -> ChildState | None:
+        return next((c.state for c in self.children if c.name == name), None)
 
     def _is_up(self, child: ChildProcess, now: float) -> bool:
         url = child.spec.health_url(self.host)
