@@ -23,15 +23,17 @@ Kind = Literal["image", "audio", "video", "json"]
 
 
 def _hits(hits: list[search.Hit]) -> list[SearchHit]:
-    seen: set[str] = set()
+    """One result per item, in order of first appearance; a later text match lends its snippet."""
+    seen: dict[str, SearchHit] = {}
     out = []
     for hit in hits:
         if hit.media.id in seen:
+            seen[hit.media.id].snippet = seen[hit.media.id].snippet or hit.snippet
             continue
-        seen.add(hit.media.id)
-        out.append(SearchHit(media_id=hit.media.id, kind=hit.media.kind, mime=hit.media.mime,
+        seen[hit.media.id] = SearchHit(media_id=hit.media.id, kind=hit.media.kind, mime=hit.media.mime,
                              created_at=hit.media.created_at, match=hit.match, score=hit.score, label=hit.label,
-                             snippet=hit.snippet, parent_id=hit.media.parent_id))
+                             snippet=hit.snippet, parent_id=hit.media.parent_id)
+        out.append(seen[hit.media.id])
     return out
 
 

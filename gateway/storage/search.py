@@ -79,7 +79,8 @@ def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int
 def caption_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
     tsq = func.websearch_to_tsquery("english", q)
     rank = func.ts_rank(ImageAnalysis.caption_tsv, tsq).label("rank")
-    query = _with_label(rank, ImageAnalysis.caption).join(ImageAnalysis, ImageAnalysis.media_id == Media.id).where(
+    snippet = func.ts_headline("english", ImageAnalysis.caption, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
+    query = _with_label(rank, snippet).join(ImageAnalysis, ImageAnalysis.media_id == Media.id).where(
         ImageAnalysis.caption_tsv.op("@@")(tsq))
     rows = session.execute(filters.apply(query).order_by(rank.desc()).limit(limit).offset(offset)).all()
     return [Hit(row[0], "caption", float(row[2]), row[1], row[3]) for row in rows]
