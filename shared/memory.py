@@ -17,6 +17,9 @@ def module_bytes(modules: Iterable[torch.nn.Module]) -> int:
     total = 0
     for module in modules:
         for tensor in (*module.parameters(), *module.buffers()):
+            if tensor.is_sparse:  # e.g. openai-whisper's alignment_heads buffer has no single storage
+                total += sum(t.numel() * t.element_size() for t in (tensor._indices(), tensor._values()))
+                continue
             storage = tensor.untyped_storage()
             key = storage.data_ptr()
             if key in seen or key == 0:

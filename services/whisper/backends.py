@@ -6,7 +6,7 @@ differ only in the model, never in how the file was read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,7 +95,7 @@ class FasterWhisperBackend:
         return Transcript(
             language=info.language,
             language_probability=info.language_probability,
-            segments=[_segment(i, s) for i, s in enumerate(segments)],  # the generator decodes as it is read
+            segments=_numbered([_segment(s) for s in segments]),  # the generator decodes as it is read
         )
 
     def languages(self) -> frozenset[str]:
@@ -105,12 +105,18 @@ class FasterWhisperBackend:
         return []
 
 
-def _segment(index: int, s: Any) -> TranscribedSegment:
+def _numbered(segments: list[TranscribedSegment]) -> list[TranscribedSegment]:
+    """Drop segments without words (a window the model heard nothing in) and number the rest from 0."""
+    kept = [s for s in segments if s.text.strip()]
+    return [replace(s, id=i) for i, s in enumerate(kept)]
+
+
+def _segment(s: Any) -> TranscribedSegment:
     words = None
     if s.words is not None:
         words = [WordTiming(w.word, w.start, w.end, w.probability) for w in s.words]
     return TranscribedSegment(
-        id=index, seek=s.seek, start=s.start, end=s.end, text=s.text, tokens=list(s.tokens),
+        id=0, seek=s.seek, start=s.start, end=s.end, text=s.text, tokens=list(s.tokens),
         temperature=float(s.temperature or 0.0), avg_logprob=s.avg_logprob,
         compression_ratio=s.compression_ratio, no_speech_prob=s.no_speech_prob, words=words,
     )
@@ -142,7 +148,7 @@ class OpenAIWhisperBackend:
             fp16=self.device.type == "cuda",
             verbose=None,
         )
-        segments = [_openai_segment(i, s, options.word_timestamps) for i, s in enumerate(result["segments"])]
+        segments = _numbered([_openai_segment(s, options.word_timestamps) for s in result["segments"]])
         return Transcript(language=result.get("language"), language_probability=None, segments=segments)
 
     def languages(self) -> frozenset[str]:
@@ -154,12 +160,12 @@ class OpenAIWhisperBackend:
         return [self.model]
 
 
-def _openai_segment(index: int, s: dict[str, Any], with_words: bool) -> TranscribedSegment:
+def _openai_segment(s: dict[str, Any], with_words: bool) -> TranscribedSegment:
     words = None
     if with_words:
         words = [WordTiming(w["word"], w["start"], w["end"], w["probability"]) for w in s.get("words", [])]
     return TranscribedSegment(
-        id=index, seek=int(s["seek"]), start=float(s["start"]), end=float(s["end"]), text=s["text"],
+        id=0, seek=int(s["seek"]), start=float(s["start"]), end=float(s["end"]), text=s["text"],
         tokens=list(s["tokens"]), temperature=float(s["temperature"]), avg_logprob=float(s["avg_logprob"]),
         compression_ratio=float(s["compression_ratio"]), no_speech_prob=float(s["no_speech_prob"]), words=words,
     )

