@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from services.llm.structured import tokenizer_data
 from shared.quantization import place, pretrained_kwargs
 from shared.served_model import ServedModel
 from shared.settings import ServiceSettings
+
+log = logging.getLogger("mediamesh.llm")
 
 
 class LlmSettings(ServiceSettings):
@@ -49,6 +52,17 @@ class LlmModel(ServedModel):
         self.tokenizer: Any = None
         self._enforcer_data: Any = None
         self._enforcer_lock = threading.Lock()
+        self._import_architecture()
+
+    def _import_architecture(self) -> None:
+        """Import the model's code at start-up (seconds), so an on-demand load only reads weights."""
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        try:
+            MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(self.path))]
+        except (OSError, ValueError, KeyError) as exc:  # no usable model there yet; load() will say why
+            log.info("not pre-importing the model code from %s: %s", self.path, exc)
 
     def load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
