@@ -1,0 +1,80 @@
+"""Every environment variable the mesh reads, collected from its pydantic-settings classes.
+
+`python -m tests.support.settings_reference` prints the tables of docs/configuration.md;
+tests/unit/test_configuration_doc.py fails when a variable is missing from that page.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+# (section, "module:Class", env prefix override for the kit's per-service classes)
+SETTINGS = [
+    ("Everyone", "shared.settings:HomeSettings"),
+    ("cnn service", "services.cnn.settings:CnnSettings"),
+    ("clip service", "services.clip.settings:ClipSettings"),
+    ("blip2 service", "services.blip2.model:Blip2Settings"),
+    ("whisper service", "services.whisper.model:WhisperSettings"),
+    ("llm service", "services.llm.model:LlmSettings"),
+    ("gateway", "gateway.settings:GatewaySettings"),
+    ("gateway storage (ingest, search)", "gateway.storage.settings:StorageSettings"),
+    ("worker", "gateway.storage.settings:WorkerSettings"),
+    ("launcher (`mediamesh up`)", "gateway.launcher.settings:LauncherSettings"),
+    ("models pull", "gateway.cli.hub:HubSettings"),
+    ("health command", "gateway.cli.health:HealthCliSettings"),
+]
+
+
+def load(path: str) -> type[BaseSettings]:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def env_names(cls: type[BaseSettings], field: str, info: Any) -> list[str]:
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [c for c in alias.choices if isinstance(c, str) and c.isupper()]
+        if names:
+            return names
+    elif isinstance(alias, str):
+        return [alias]
+    return [f"{cls.model_config.get('env_prefix', '')}{field}".upper()]
+
+
+def rows(cls: type[BaseSettings]) -> Iterator[tuple[str, str, str]]:
+    for field, info in cls.model_fields.items():
+        default = "" if info.is_required() else _default(info)
+        for name in env_names(cls, field, info):
+            yield name, default, (info.description or "").replace("|", "\\|")
+
+
+def all_env_names() -> set[str]:
+    return {name for _, path in SETTINGS for name, _, _ in rows(load(path))}
+
+
+def markdown() -> str:
+    out = []
+    for section, path in SETTINGS:
+        out += [f"### {section} — `{path.replace(':', '.')}`", "", "| variable | default | meaning |", "|---|---|---|"]
+        out += [f"| `{name}` | {default} | {text} |" for name, default, text in rows(load(path))]
+        out.append("")
+    return "\n".join(out)
+
+
+def _default(info: Any) -> str:
+    value = info.get_default(call_default_factory=False) if info.default_factory is None else None
+    if info.default_factory is not None:
+        return "(computed)"
+    if value is None:
+        return "unset"
+    text = str(value.value if hasattr(value, "value") else value)
+    return f"`{text}`" if text else '`""`'
+
+
+if __name__ == "__main__":
+    print(markdown())

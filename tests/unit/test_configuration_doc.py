@@ -1,0 +1,33 @@
+"""docs/configuration.md names every environment variable the settings classes read."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support.processes import REPO
+from tests.support.settings_reference import SETTINGS, all_env_names, load
+
+
+def test_every_settings_class_is_covered() -> None:
+    """A new BaseSettings subclass in the tree must be added to the reference (and so to the doc)."""
+    listed = {path.split(":")[1] for _, path in SETTINGS}
+    defined = set()
+    for folder in ("shared", "gateway", "services"):
+        for source in (REPO / folder).rglob("*.py"):
+            defined |= set(re.findall(r"^class (\w+)\((?:BaseSettings|ServiceSettings|StorageSettings)\)",
+                                      source.read_text(), re.M))
+    assert defined - {"ServiceSettings"} <= listed
+
+
+def test_every_variable_is_documented() -> None:
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (REPO / "docs" / "configuration.md").read_text()))
+    missing = sorted(all_env_names() - documented)
+    assert not missing, f"add to docs/configuration.md (python -m tests.support.settings_reference): {missing}"
+
+
+def test_launcher_reads_the_shared_unprefixed_variables() -> None:
+    from tests.support.settings_reference import env_names
+
+    cls = load("gateway.launcher.settings:LauncherSettings")
+    names = {n for field, info in cls.model_fields.items() for n in env_names(cls, field, info)}
+    assert {"MEDIAMESH_HOME", "DATABASE_URL", "REDIS_URL"} <= names
