@@ -21,6 +21,7 @@ from gateway import health, model_routes, proxy
 from gateway.cascade.routes import router as cascade_router
 from gateway.cascade.store import CascadeStore
 from gateway.dispatch import ServiceDispatcher
+from gateway.media.install import install_storage
 from gateway.registry import ServiceRegistry
 from gateway.settings import GatewaySettings
 from shared.errors import install_error_handlers
@@ -102,7 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     metrics.install(app)
     for router in (health.router, model_routes.router, proxy.router, cascade_router):
         app.include_router(router)
-    # storage team: media / jobs / search / clusters routers are included here
+    install_storage(app)  # media / jobs / search / clusters routers, Postgres + Redis, their health checks
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value())

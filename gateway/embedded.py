@@ -57,13 +57,16 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         return self._server is not None and self._server.get_postmaster_info().is_running()
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown: open sessions are disconnected). Idempotent."""
+    def stop(self, force: bool = False) -> None:
+        """Release this process's handle; the server stops when no other process holds one (pgserver
+        counts them), or at once with `force` (fast shutdown: open sessions are disconnected). Idempotent."""
         if self._server is None:
             return
         server, self._server = self._server, None
         info = server.get_postmaster_info()
         server.cleanup()  # releases pgserver's handle; stops the server if this was the last one
+        if not force:
+            return
         if (self.data_dir / "postmaster.pid").exists():  # another handle kept it alive: stop it anyway
             from pgserver import pg_ctl
 
@@ -104,11 +107,15 @@ class EmbeddedRedis:
     def running(self) -> bool:
         return self._client is not None and bool(self._client.pid)
 
-    def stop(self) -> None:
-        """Save and shut the server down even if other processes are still connected. Idempotent."""
+    def stop(self, force: bool = False) -> None:
+        """Save and shut the server down, unless other processes still use it (then only disconnect);
+        `force` shuts it down regardless. Idempotent."""
         if self._client is None:
             return
         client, self._client = self._client, None
+        if not force and client._connection_count() > 1:
+            client.connection_pool.disconnect()
+            return
         pid = client.pid
         redis_dir = client.redis_dir
         _shutdown_redis(client.socket_file)

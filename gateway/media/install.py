@@ -25,24 +25,44 @@ def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> No
     settings = settings or StorageSettings()
     for router in (routes.router, search_routes.router, cluster_routes.router):
         app.include_router(router)
+
+    async def start(the_app: FastAPI) -> None:
+        # Blocking (may start embedded servers, runs `alembic upgrade head`): off the event loop.
+        try:
+            the_app.state.storage = await asyncio.to_thread(open_storage, settings)
+        except Exception:  # the models keep serving; storage routes answer 503 and /v1/health says why
+            log.exception("storage did not start (Postgres/Redis); media, search and clusters are unavailable")
+            the_app.state.storage = None
+            the_app.state.storage_error = "storage did not start; see the gateway log"
+
+    async def stop(the_app: FastAPI) -> None:
+        storage, the_app.state.storage = getattr(the_app.state, "storage", None), None
+        if storage is not None:
+            await asyncio.to_thread(storage.close)
+
+    if hasattr(app.state, "on_startup"):  # the gateway's own start-up/shut-down hooks (gateway/app.py)
+        app.state.on_startup.append(start)
+        app.state.on_shutdown.append(stop)
+    else:
+        _wrap_lifespan(app, start, stop)
+    if not hasattr(app.state, "dependency_checks"):
+        app.state.dependency_checks = []
+    app.state.dependency_checks.extend([_check(app, "postgres", _ping_postgres), _check(app, "redis", _ping_redis)])
+
+
+def _wrap_lifespan(app: FastAPI, start: Callable[[FastAPI], Any], stop: Callable[[FastAPI], Any]) -> None:
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
-        storage = await asyncio.to_thread(open_storage, settings)
-        the_app.state.storage = storage
+        await start(the_app)
         try:
             async with inner(the_app) as state:
                 yield state
         finally:
-            the_app.state.storage = None
-            await asyncio.to_thread(storage.close)
+            await stop(the_app)
 
     app.router.lifespan_context = lifespan
-    checks = getattr(app.state, "dependency_checks", None)
-    if checks is None:
-        checks = app.state.dependency_checks = []
-    checks.extend([_check(app, "postgres", _ping_postgres), _check(app, "redis", _ping_redis)])
 
 
 def _ping_postgres(storage: Storage) -> None:
@@ -69,4 +89,5 @@ def _check(app: FastAPI, name: str, ping: Callable[[Storage], None]) -> Callable
         return DependencyHealth(name=name, status="up", latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
     check.__name__ = f"{name}_check"
+    check.dependency_name = name  # type: ignore[attr-defined]
     return check

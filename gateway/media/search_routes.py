@@ -38,7 +38,8 @@ def _hits(hits: list[search.Hit]) -> list[SearchHit]:
 
 
 def _clip(request: Request, storage: Storage, path: str, payload: dict) -> list[float]:
-    client = ModelClient(models_url(request, storage), timeout_s=120.0, busy_retries=1)
+    client = ModelClient(models_url(request, storage), timeout_s=120.0, busy_retries=1,
+                         api_key=storage.settings.api_key)
     try:
         return client.call("clip", path, payload)["embeddings"][0]
     finally:

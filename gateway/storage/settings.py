@@ -24,7 +24,7 @@ class StorageSettings(BaseSettings):
         description="Redis key prefix of the job stream; gateway and worker must agree.",
     )
     media_dir: Path | None = Field(None, description="Content-addressed files; default MEDIAMESH_HOME/media.")
-    max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(25 * 1024**2, gt=0, description="Same variable as the gateway's request cap.")
     max_image_pixels: int = Field(40_000_000, gt=0)
     job_max_attempts: int = Field(4, ge=1, description="Deliveries before a job ends `failed`.")
     migrate_on_start: bool = Field(True, description="Run `alembic upgrade head` at start-up.")
@@ -33,6 +33,9 @@ class StorageSettings(BaseSettings):
         None, validation_alias=AliasChoices("GATEWAY_URL"),
         description="Where model calls go (the gateway's proxy); default the gateway serving the request.",
     )
+
+    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"),
+                                description="Sent on model calls when the gateway requires a key.")
 
     def resolved_media_dir(self) -> Path:
         return (self.media_dir or mediamesh_home() / "media").expanduser()
@@ -53,5 +56,4 @@ class WorkerSettings(StorageSettings):
     max_frames: int = Field(120, ge=1)
     model_timeout_s: float = Field(300.0, gt=0, description="Per model call through the gateway.")
     busy_retries: int = Field(2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After.")
-    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
     log_level: str = "INFO"

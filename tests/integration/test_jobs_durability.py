@@ -71,7 +71,7 @@ def test_postgres_restart_between_two_jobs_loses_nothing(stack: Stack) -> None:
     first = upload(stack, samples.png("red", seed=13))
     assert stack.wait_job(first["job_id"])["state"] == "done"
     server = shared_postgres()
-    server.stop()
+    server.stop(force=True)
     server.start()
     second = upload(stack, samples.png("green", seed=14))
     assert stack.wait_job(second["job_id"], timeout_s=60)["state"] == "done"

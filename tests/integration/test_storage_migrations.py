@@ -88,7 +88,7 @@ def test_embedded_postgres_keeps_data_across_restart(tmp_path: Path) -> None:
         with psycopg.connect(url) as connection:
             assert connection.execute("SELECT v::text FROM kept").fetchone() == ("[1,2,3]",)
     finally:
-        server.stop()
+        server.stop(force=True)
 
 
 def test_embedded_redis_is_reachable_by_url_and_persists(tmp_path: Path) -> None:
@@ -101,4 +101,4 @@ def test_embedded_redis_is_reachable_by_url_and_persists(tmp_path: Path) -> None
         assert not server.running
         assert redis.Redis.from_url(server.start()).get("kept") == b"yes"
     finally:
-        server.stop()
+        server.stop(force=True)

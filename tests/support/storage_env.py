@@ -33,7 +33,7 @@ def shared_postgres() -> EmbeddedPostgres:
     if _postgres is None:
         _postgres = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="mm-pg-")) / "pg")
         _postgres.start()
-        atexit.register(_postgres.stop)
+        atexit.register(_postgres.stop, force=True)
     return _postgres
 
 
@@ -59,7 +59,7 @@ def shared_redis_url() -> str:
         except redis.RedisError:
             server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="mm-redis-")) / "redis.db")
             _redis_url = server.start()
-            atexit.register(server.stop)
+            atexit.register(server.stop, force=True)
     return _redis_url
 
 
