@@ -52,8 +52,8 @@ def echo_app() -> FastAPI:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     logs = tmp_path_factory.mktemp("proxy")
-    upstream = ServiceProcess("tests.integration.test_gateway_proxy:echo_app", {"LINEAR_NAME": "echo", "LINEAR_MODEL_PATH": str(logs)},
-                              logs / "echo.log")
+    env = {"LINEAR_NAME": "echo", "LINEAR_MODEL_PATH": str(logs)}
+    upstream = ServiceProcess("tests.integration.test_gateway_proxy:echo_app", env, logs / "echo.log")
     with upstream:
         env = {"GATEWAY_SERVICES": json.dumps({"echo": {"url": upstream.url, "kind": "linear"},
                                                "gone": {"url": "http://127.0.0.1:9", "kind": "linear"}}),
