@@ -25,6 +25,20 @@ def test_every_variable_is_documented() -> None:
     assert not missing, f"add to docs/configuration.md (python -m tests.support.settings_reference): {missing}"
 
 
+def test_the_readme_names_every_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", readme))
+    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_"):  # the kit's shared ones, written `<P>NAME`
+        named |= {prefix + name for name in re.findall(r"`<P>([A-Z0-9_]+)`", readme)}
+    missing = sorted(all_env_names() - named)
+    assert not missing, f"add to the README's configuration table: {missing}"
+
+
+def test_the_readme_keeps_the_two_setup_commands() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "make up      # install into .venv" in readme and "make test    # install the dev extras" in readme
+
+
 def test_launcher_reads_the_shared_unprefixed_variables() -> None:
     from tests.support.settings_reference import env_names
 
