@@ -140,3 +140,12 @@ def test_models_cache_and_settings_come_from_the_environment(compose: dict[str, 
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".cache", "tests"} <= ignored
+
+
+def test_prometheus_config_scrapes_the_gateway_and_every_service() -> None:
+    config = yaml.safe_load((REPO / "docs" / "prometheus.yml").read_text())
+    targets = {label["service"]: target for job in config["scrape_configs"] for group in job["static_configs"]
+               for target, label in [(group["targets"][0], group["labels"])]}
+    expected = {name: f"127.0.0.1:{spec.port}" for name, spec in SERVICES.items()} | {"gateway": "127.0.0.1:8000"}
+    assert targets == expected
+    assert all(job["metrics_path"] == "/metrics" for job in config["scrape_configs"])
