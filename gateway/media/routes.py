@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, UploadFile
 
-from gateway.media.accept import accept_upload, enqueue_job
+from gateway.media.accept import accept_upload, enqueue_job, find_by_sha
 from gateway.media.deps import StorageDep
 from gateway.media.detail import media_detail
 from gateway.media.detect import detect
@@ -44,6 +44,15 @@ def upload_media(storage: StorageDep, file: UploadFile = File(description="An im
 def reprocess_media(media_id: str, storage: StorageDep) -> dict[str, str]:
     """Run the item's pipeline again (e.g. once a service that was down is back)."""
     return {"job_id": enqueue_job(storage, "ingest", media_id, {"reprocess": True}), "media_id": media_id}
+
+
+@router.get("/v1/media/by-sha256/{sha256}", response_model=MediaDetail)
+def get_media_by_sha256(sha256: str, storage: StorageDep) -> MediaDetail:
+    """Is this exact file already stored? (`mediamesh ingest` asks before uploading.)"""
+    media = find_by_sha(storage, sha256.lower())
+    if media is None:
+        raise NotFound(f"no media with sha256 {sha256}")
+    return media_detail(storage, media.id)
 
 
 @router.get("/v1/media/{media_id}", response_model=MediaDetail)
