@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import health, ingest, models, up
+from gateway.cli import calibrate, health, ingest, models, up
 
 app = typer.Typer(help="mediamesh: a local model mesh for one small GPU.", no_args_is_help=True)
 app.add_typer(models.app, name="models")
@@ -12,3 +12,4 @@ app.command()(up.up)
 app.command()(health.health)
 app.command()(ingest.ingest)
 app.command()(ingest.search)
+app.command()(calibrate.calibrate)

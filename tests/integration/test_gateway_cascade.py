@@ -11,6 +11,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -148,3 +149,30 @@ def test_bad_config_is_refused_and_nothing_changes(gw: httpx.Client) -> None:
     unknown = gw.put("/v1/cascade/config", json={"variants": {"a": {"stages": [{"kind": "cnn", "service": "x"}]}}})
     assert unknown.status_code == 422 and "unknown service(s) ['x']" in unknown.json()["detail"]
     assert gw.get("/v1/cascade/config").json() == before
+
+
+def test_calibrate_command_picks_and_applies_a_threshold(gw: httpx.Client, gateway: ServiceProcess,
+                                                         tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli.main import app
+
+    gw.put("/v1/cascade/config", json={})  # back to the default three-stage cascade
+    for label, rgb, count in (("cat", (0, 200, 0), 3), ("dog", (200, 0, 0), 2)):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for i in range(count):
+            (tmp_path / "val" / label / f"{i}.png").write_bytes(png((rgb[0], rgb[1] + i, i)))
+    result = CliRunner().invoke(app, ["calibrate", str(tmp_path / "val"), "--target", "recall:dog>=0.99",
+                                      "--url", gateway.url, "--out", str(tmp_path / "out"), "--apply"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    # the cnn calls the red dogs "cat" at 0.6: recovering them needs a threshold above 0.6
+    assert saved["chosen"]["threshold"] == pytest.approx(0.61) and saved["chosen"]["escalation"] == 0.4
+    assert saved["chosen"]["recall"] == {"cat": 1.0, "dog": 1.0}
+    assert "threshold,accuracy,escalation,recall:cat,recall:dog" in (tmp_path / "out" / "curve.csv").read_text()
+    applied = gw.get("/v1/cascade/config").json()["variants"]["a"]["stages"][0]["escalate"]
+    assert applied["threshold"] == pytest.approx(0.61)
+    unmet = CliRunner().invoke(app, ["calibrate", str(tmp_path / "val"), "--target", "escalation<=0.1",
+                                     "--target", "accuracy>=0.9", "--url", gateway.url,
+                                     "--out", str(tmp_path / "out2")])
+    assert unmet.exit_code == 1 and "no threshold meets" in unmet.output
