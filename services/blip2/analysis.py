@@ -30,9 +30,9 @@ def dominant_colors(image: Image.Image, count: int) -> list[str]:
     small = image.convert("RGB")
     small.thumbnail((128, 128))
     quantized = small.quantize(colors=count, method=Image.Quantize.MEDIANCUT)
-    palette = np.array(quantized.getpalette()[: 3 * count], dtype=np.uint8).reshape(-1, 3)
-    counts = sorted(quantized.getcolors() or [], reverse=True)
-    return [f"#{r:02x}{g:02x}{b:02x}" for _, index in counts for r, g, b in [palette[index]]]
+    palette = np.array((quantized.getpalette() or [])[: 3 * count], dtype=np.uint8).reshape(-1, 3)
+    counts: list[tuple[int, int]] = sorted(quantized.getcolors() or [], reverse=True)  # type: ignore[arg-type]
+    return ["#{:02x}{:02x}{:02x}".format(*palette[index]) for _, index in counts]
 
 
 def orientation(image: Image.Image, tolerance: float = 0.05) -> str:
@@ -45,7 +45,7 @@ def orientation(image: Image.Image, tolerance: float = 0.05) -> str:
 def objects_from_answer(answer: Generated, limit: int) -> list[DetectedObject]:
     """Split a listed answer ("a cat, a table and a lamp") into objects; confidence = its tokens' probability."""
     found: dict[str, list[float]] = {}
-    text, probs = "", []
+    text, probs = "", list[float]()
     for token, prob in [*zip(answer.tokens, answer.token_probs, strict=True), (",", 1.0)]:
         parts = _SEPARATORS.split(token)
         text, probs = text + parts[0], probs + [prob]
@@ -64,10 +64,10 @@ def _object_name(text: str) -> str:
 
 
 def content_words(texts: list[str]) -> Counter[str]:
-    """Words that say something (no stopwords), each counted once per text."""
+    """Words that say something (no stopwords), each counted once per text; ties keep first-seen order."""
     counter: Counter[str] = Counter()
     for text in texts:
-        counter.update({w for w in _WORD.findall(text.lower()) if w not in STOPWORDS})
+        counter.update(list(dict.fromkeys(w for w in _WORD.findall(text.lower()) if w not in STOPWORDS)))
     return counter
 
 

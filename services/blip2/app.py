@@ -10,4 +10,5 @@ from shared.service import create_service_app
 
 
 def create_app() -> FastAPI:
-    return create_service_app(Blip2Settings(), Blip2Model, [router], title="mediamesh blip2")
+    settings = Blip2Settings()
+    return create_service_app(settings, lambda _: Blip2Model(settings), [router], title="mediamesh blip2")

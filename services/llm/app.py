@@ -11,4 +11,5 @@ from shared.service import create_service_app
 
 
 def create_app() -> FastAPI:
-    return create_service_app(LlmSettings(), LlmModel, [router, chat_router], title="mediamesh llm")
+    settings = LlmSettings()
+    return create_service_app(settings, lambda _: LlmModel(settings), [router, chat_router], title="mediamesh llm")

@@ -47,7 +47,11 @@ def prepare(model: LlmModel, body: ChatCompletionRequest) -> tuple[list[int], Sa
     if fmt is None or fmt.type == "text":
         return ids, params, None
     schema = fmt.json_schema.schema_ if fmt.type == "json_schema" and fmt.json_schema else ANY_JSON_OBJECT
-    return ids, params, JsonSchemaLogitsProcessor(model.enforcer_data(), schema, len(ids))
+    try:
+        constraint = JsonSchemaLogitsProcessor(model.enforcer_data(), schema, len(ids))
+    except Exception as exc:  # lm-format-enforcer rejects schemas it cannot enforce with assorted errors
+        raise BadInput(f"response_format.json_schema.schema cannot be enforced: {type(exc).__name__}: {exc}") from exc
+    return ids, params, constraint
 
 
 def _chunk(cid: str, created: int, model: str, delta: Delta, finish: str | None = None) -> str:

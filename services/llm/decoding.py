@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import StoppingCriteria
@@ -50,7 +50,7 @@ class StopConditions(StoppingCriteria):
             for row in range(input_ids.shape[0]):
                 tail = self.tokenizer.decode(input_ids[row, start:], skip_special_tokens=True)
                 done[row] |= any(s in tail for s in self.stop)
-        return done
+        return cast(torch.BoolTensor, done)
 
 
 @dataclass

@@ -11,7 +11,7 @@ document matching the schema can be chosen, so the result parses and validates.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import torch
 from lmformatenforcer import CharacterLevelParserConfig, JsonSchemaParser, TokenEnforcer, TokenEnforcerTokenizerData
@@ -60,7 +60,7 @@ class JsonSchemaLogitsProcessor(LogitsProcessor):
         for row, ids in enumerate(input_ids.tolist()):
             allowed = self.enforcer.get_allowed_tokens(ids).allowed_tokens
             mask[row, allowed] = 0
-        return scores + mask
+        return cast(torch.FloatTensor, scores + mask)
 
 
 def max_json_chars(schema: dict[str, Any]) -> int:

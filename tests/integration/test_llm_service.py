@@ -97,7 +97,8 @@ def test_bad_input_gets_a_clear_4xx(client: httpx.Client, path: str, payload: di
 
 
 def test_malformed_request_body_is_422(client: httpx.Client) -> None:
-    answer = client.post("/analyze-json-schema", content=b'{"json_samples": [', headers={"content-type": "application/json"})
+    answer = client.post("/analyze-json-schema", content=b'{"json_samples": [',
+                         headers={"content-type": "application/json"})
     assert answer.status_code == 422
 
 
@@ -150,6 +151,11 @@ def test_openai_client_chat_plain_and_streaming(service: ServiceProcess, client:
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert streamed == choice.message.content  # same greedy answer, delivered piece by piece
     assert len(chunks) > 3 and chunks[-1].choices[0].finish_reason == choice.finish_reason
+
+    stop = streamed[len(streamed) // 2 : len(streamed) // 2 + 2]
+    cut = oai.chat.completions.create(model="phi", messages=messages, temperature=0, max_tokens=20, stop=[stop],
+                                      stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in cut) == streamed[: streamed.find(stop)]
 
 
 def test_openai_client_json_schema_response_format(service: ServiceProcess, client: httpx.Client) -> None:
