@@ -11,7 +11,7 @@ from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.quantization import place, pretrained_kwargs
+from shared.quantization import estimated_loaded_bytes, place, pretrained_kwargs
 from shared.served_model import ServedModel
 from shared.settings import ServiceSettings
 
@@ -47,6 +47,8 @@ class Blip2Model(ServedModel):
         kwargs = pretrained_kwargs(self.settings, self.device, self.dtype)
         self.processor = AutoProcessor.from_pretrained(self.path)
         model = Blip2ForConditionalGeneration.from_pretrained(self.path, **kwargs)
+        if self.processor.num_query_tokens is None:  # folders saved before transformers 4.47 lack it
+            self.processor.num_query_tokens = model.config.num_query_tokens
         self.model = place(model, self.settings, self.device)
 
     def unload(self) -> None:
@@ -54,6 +56,9 @@ class Blip2Model(ServedModel):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model] if self.model is not None else []
+
+    def estimate_bytes(self) -> int:
+        return estimated_loaded_bytes(self.path, self.settings.quantization, self.dtype)
 
     def describe(self) -> dict[str, Any]:
         return {"num_query_tokens": self.processor.num_query_tokens, "max_new_tokens": self.settings.max_new_tokens}

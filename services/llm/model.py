@@ -15,7 +15,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from services.llm.decoding import SamplingParams, StopConditions, cut_at_stop
 from services.llm.structured import tokenizer_data
-from shared.quantization import place, pretrained_kwargs
+from shared.quantization import estimated_loaded_bytes, place, pretrained_kwargs
 from shared.served_model import ServedModel
 from shared.settings import ServiceSettings
 
@@ -79,6 +79,9 @@ class LlmModel(ServedModel):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model] if self.model is not None else []
+
+    def estimate_bytes(self) -> int:
+        return estimated_loaded_bytes(self.path, self.settings.quantization, self.dtype)
 
     def describe(self) -> dict[str, Any]:
         return {"architecture": type(self.model).__name__, "vocab_size": len(self.tokenizer),

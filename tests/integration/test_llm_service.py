@@ -43,11 +43,13 @@ def greedy(client: httpx.Client, prompt: str, **extra: object) -> dict:
 def test_load_generate_unload_cycle(service: ServiceProcess) -> None:
     with httpx.Client(base_url=service.url, timeout=120) as c:
         c.post("/v1/model/unload")
-        assert c.get("/v1/model").json()["state"] == "unloaded"  # on demand: nothing loads by itself
+        before = c.get("/v1/model").json()
+        assert before["state"] == "unloaded"  # on demand: nothing loads by itself
         refused = c.post("/generate", json={"prompt": "hello"})
         assert refused.status_code == 503 and "not loaded" in refused.json()["detail"]
         loaded = c.post("/v1/model/load").json()
         assert loaded["state"] == "loaded" and loaded["memory_bytes"] > 100_000
+        assert 0.9 * before["estimated_bytes"] <= loaded["memory_bytes"] <= 1.1 * before["estimated_bytes"]
         info = c.get("/v1/model").json()
         assert info["tiny"] is True and info["details"]["architecture"] == "Phi3ForCausalLM"
         first = greedy(c, "Describe a cat.")
