@@ -4,6 +4,7 @@ and structured endpoints whose JSON must validate even though the model's weight
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -179,3 +180,17 @@ def test_not_loaded_is_503_for_chat_too(service: ServiceProcess) -> None:
             answer = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}],
                                                           "stream": stream})
             assert answer.status_code == 503 and "not loaded" in answer.json()["detail"]
+
+
+def test_client_leaving_mid_stream_frees_the_request(service: ServiceProcess, client: httpx.Client) -> None:
+    body = {"messages": [{"role": "user", "content": "Write a long story."}], "stream": True,
+            "max_tokens": MAX_NEW_TOKENS, "temperature": 0}
+    with httpx.Client(base_url=service.url, timeout=60) as other, other.stream("POST", "/v1/chat/completions",
+                                                                                json=body) as answer:
+        assert answer.status_code == 200
+        assert next(answer.iter_lines()).startswith("data: ")  # then hang up
+    deadline = time.monotonic() + 10
+    while client.get("/v1/model").json()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get("/v1/model").json()["in_flight"] == 0
+    assert client.post("/v1/model/unload", timeout=20).json()["state"] == "unloaded"
