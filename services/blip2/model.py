@@ -78,11 +78,11 @@ class Blip2Model(ServedModel):
             **inputs, max_new_tokens=self.settings.max_new_tokens, do_sample=False,
             output_scores=True, return_dict_in_generate=True,
         )
-        start = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
-        new_tokens = out.sequences[:, start:]
+        # one score per generated token; the sequences may or may not start with the prompt and image tokens
+        new_tokens = out.sequences[:, -len(out.scores):]
         # scores are the (greedy, so unwarped) logits of each step: softmax gives each chosen token's probability
         probs = torch.stack([s.float().softmax(-1) for s in out.scores], dim=1)
-        chosen = probs.gather(-1, new_tokens[:, : probs.shape[1], None]).squeeze(-1)
+        chosen = probs.gather(-1, new_tokens[:, :, None]).squeeze(-1)
         return [self._generated(row, p) for row, p in zip(new_tokens.tolist(), chosen.tolist(), strict=True)]
 
     def _generated(self, ids: list[int], probs: list[float]) -> Generated:
