@@ -120,8 +120,8 @@ def report(rows: list[dict[str, float]], load_s: float, build_s: float, numpy_ms
         f"{N:,} unit vectors from a {CENTRES}-component Gaussian mixture (normalised), {QUERIES} queries from the "
         f"same mixture; recall@{K} against exact NumPy cosine search. Index `hnsw (embedding vector_cosine_ops) "
         f"WITH (m = {M}, ef_construction = {EF_CONSTRUCTION})`, `maintenance_work_mem = {MAINTENANCE_WORK_MEM}`, "
-        f"`shared_buffers = {SHARED_BUFFERS}` (warmed by one pass of the queries). Latencies are end to end from a Python client "
-        "(psycopg, prepared statement) over a unix socket.",
+        f"`shared_buffers = {SHARED_BUFFERS}` (warmed by one pass of the queries). Latencies are end to end from "
+        "a Python client (psycopg, prepared statement) over a unix socket.",
         "",
         f"* load (binary COPY): {load_s:.1f} s; **HNSW build: {build_s:.1f} s**",
         f"* exact NumPy search for comparison: {numpy_ms:.2f} ms per query (in-process matrix product)",

@@ -68,7 +68,7 @@ class EmbeddedPostgres:
         if not force:
             return
         if (self.data_dir / "postmaster.pid").exists():  # another handle kept it alive: stop it anyway
-            from pgserver import pg_ctl
+            from pgserver import pg_ctl  # type: ignore[attr-defined]  # re-exported by `import *`
 
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=server.system_user)
         _wait_gone(info.pid, timeout_s=15)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -71,12 +72,12 @@ class JobQueue:
 
     def claim(self, consumer: str, *, visibility_ms: int, block_ms: int = 1000) -> Delivery | None:
         """The next job for `consumer`: first one abandoned by a dead worker, else a new one."""
-        _, claimed, _ = self.client.xautoclaim(self.stream, GROUP, consumer, min_idle_time=visibility_ms,
+        _, claimed, _ = cast(Any, self.client).xautoclaim(self.stream, GROUP, consumer, min_idle_time=visibility_ms,
                                                start_id="0-0", count=1)
         if claimed:
             message_id, fields = claimed[0]
             return Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=True)
-        answer = self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
+        answer: Any = self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
         for _, messages in answer or []:
             for message_id, fields in messages:
                 return Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=False)

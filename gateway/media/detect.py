@@ -24,7 +24,8 @@ AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac
               "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4", "matroska,webm": "audio/webm", "aac": "audio/aac"}
 VIDEO_MIME = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm", "avi": "video/x-msvideo",
               "mpegts": "video/mp2t", "ogg": "video/ogg"}
-SUPPORTED = "an image (JPEG, PNG, WEBP, GIF, BMP, TIFF), audio (WAV, MP3, FLAC, OGG, M4A), video (MP4, WEBM, MKV, AVI) or JSON"
+SUPPORTED = ("an image (JPEG, PNG, WEBP, GIF, BMP, TIFF), audio (WAV, MP3, FLAC, OGG, M4A), "
+             "video (MP4, WEBM, MKV, AVI) or JSON")
 
 
 @dataclass(frozen=True)

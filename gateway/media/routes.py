@@ -6,6 +6,8 @@ database never block the event loop.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, File, UploadFile
 
 from gateway.media.accept import accept_upload, enqueue_job, find_by_sha
@@ -32,8 +34,9 @@ def read_capped(upload: UploadFile, limit: int) -> bytes:
 
 
 @router.post("/v1/media", status_code=202, response_model=UploadAccepted)
-def upload_media(storage: StorageDep, file: UploadFile = File(description="An image, audio, video or JSON file.")
-                 ) -> UploadAccepted:
+def upload_media(
+    storage: StorageDep, file: Annotated[UploadFile, File(description="An image, audio, video or JSON file.")]
+) -> UploadAccepted:
     """Store a file by its content hash and queue its ingest job; the same bytes twice give one record."""
     data = read_capped(file, storage.settings.max_upload_bytes)
     detected = detect(data, max_image_pixels=storage.settings.max_image_pixels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
@@ -78,8 +78,9 @@ def search_media(
 
 @router.post("/v1/search/image", response_model=SearchResponse)
 def search_similar(
-    request: Request, storage: StorageDep, file: UploadFile | None = File(None), media_id: str | None = Form(None),
-    limit: int = Form(20, ge=1, le=200), offset: int = Form(0, ge=0),
+    request: Request, storage: StorageDep, file: Annotated[UploadFile | None, File()] = None,
+    media_id: Annotated[str | None, Form()] = None,
+    limit: Annotated[int, Form(ge=1, le=200)] = 20, offset: Annotated[int, Form(ge=0)] = 0,
 ) -> SearchResponse:
     """Images similar to an uploaded image or to a stored item (`media_id`)."""
     if (file is None) == (media_id is None):

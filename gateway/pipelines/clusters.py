@@ -49,7 +49,7 @@ def build_clusters(ctx: PipelineContext, params: dict[str, Any]) -> dict[str, An
     k = min(k, len(ids))
     ctx.report(0.1, f"grouping {len(ids)} images into {k} clusters")
     labels = assign(vectors, k, str(params.get("method", "kmeans")))
-    run_id, reasons, named = new_id(), [], []
+    run_id, reasons, named = new_id(), list[str](), list[dict[str, Any]]()
     for index, cluster in enumerate(sorted(set(labels.tolist()))):
         ctx.report(0.15 + 0.8 * index / k, f"naming cluster {index + 1}/{k}")
         members = [i for i, label in enumerate(labels) if label == cluster]

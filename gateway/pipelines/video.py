@@ -17,7 +17,7 @@ from gateway.storage.models import Media
 def sample_frames(data: bytes, interval_s: float, max_frames: int) -> tuple[list[tuple[float, bytes]], bool]:
     """PNG frames at t = 0, interval, 2*interval, ... and whether the file has a sound track."""
     frames: list[tuple[float, bytes]] = []
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         has_audio = bool(container.streams.audio)
         stream = container.streams.video[0]
         next_t = 0.0

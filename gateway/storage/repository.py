@@ -23,7 +23,7 @@ def media_by_sha(session: Session, sha256: str) -> Media | None:
     return session.scalars(select(Media).where(Media.sha256 == sha256)).first()
 
 
-def _replace(session: Session, model: type, media_id: str, row: Any) -> None:
+def _replace(session: Session, model: Any, media_id: str, row: Any) -> None:
     session.execute(delete(model).where(model.media_id == media_id))
     session.add(row)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
@@ -34,7 +34,7 @@ class Filters:
 @dataclass(frozen=True)
 class Hit:
     media: Media
-    match: str
+    match: Literal["embedding", "transcript", "caption", "filter"]
     score: float
     label: str | None
     snippet: str | None = None

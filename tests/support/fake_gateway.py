@@ -110,7 +110,7 @@ def _analyze(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
     rgb = mean_rgb(body["image"])
     color = nearest_color(rgb)
     return {"caption": f"a {color} square on a plain background", "objects": [{"name": "square", "confidence": 0.8}],
-            "scene_type": "indoor", "dominant_colors": ["#%02x%02x%02x" % tuple(int(c) for c in rgb)],
+            "scene_type": "indoor", "dominant_colors": ["#" + "".join(f"{int(c):02x}" for c in rgb)],
             "processing_time_ms": 1.0}
 
 

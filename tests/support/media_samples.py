@@ -49,7 +49,7 @@ def _encode_mp4(path: Path, seconds: float, fps: int, with_audio: bool, colors: 
                 options: dict[str, str]) -> None:
     with av.open(str(path), mode="w", format="mp4", options=options) as out:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        video = out.add_stream(codec, rate=fps)
+        video: Any = out.add_stream(codec, rate=fps)
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         audio = out.add_stream("aac", rate=16000) if with_audio else None
         for i in range(int(seconds * fps)):
