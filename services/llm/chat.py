@@ -105,3 +105,10 @@ async def chat_completions(
         usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
                     total_tokens=done.prompt_tokens + done.completion_tokens),
     )
+
+
+@router.get("/v1/models")
+async def list_models(lifecycle: LifecycleDep) -> dict[str, Any]:
+    """OpenAI's model list: the one model this service serves (loaded or not)."""
+    return {"object": "list", "data": [{"id": lifecycle.name, "object": "model", "created": 0,
+                                        "owned_by": "mediamesh", "state": lifecycle.state}]}

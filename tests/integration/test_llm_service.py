@@ -143,6 +143,7 @@ def test_enrich_cluster_always_validates(client: httpx.Client, cluster: dict) ->
 
 def test_openai_client_chat_plain_and_streaming(service: ServiceProcess, client: httpx.Client) -> None:
     oai = openai.OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in oai.models.list()] == ["llm"]
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
     plain = oai.chat.completions.create(model="phi", messages=messages, temperature=0, max_tokens=20)
     choice = plain.choices[0]
