@@ -21,7 +21,7 @@ router = APIRouter(tags=["cascade"])
 
 
 async def _classify(request: Request, raw: bytes, variant: str | None, request_id: str | None,
-                    mode: str) -> ClassifyResponse:
+                    mode: str, image: str | None = None) -> ClassifyResponse:
     settings = request.app.state.settings
     # refuse bad images here, so a bad upload never reaches (or loads) a model; decoding blocks
     await run_in_threadpool(decode_image, raw, max_pixels=settings.max_image_pixels)
@@ -30,7 +30,7 @@ async def _classify(request: Request, raw: bytes, variant: str | None, request_i
     name, chosen = store.pick(rid, variant)
     dispatcher: ServiceDispatcher = request.app.state.dispatcher
     engine = CascadeEngine(dispatcher.post_json)
-    image = base64.b64encode(raw).decode("ascii")
+    image = image or base64.b64encode(raw).decode("ascii")
     return await engine.classify(image, chosen, variant_name=name, request_id=rid, mode=mode)
 
 
@@ -38,7 +38,8 @@ async def _classify(request: Request, raw: bytes, variant: str | None, request_i
 async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
     """The cascade: cnn, then CLIP re-ranking, then BLIP-2 for the least certain, with the trace."""
     raw = decode_base64(body.image)
-    return await _classify(request, raw, body.variant, body.request_id, body.mode)
+    plain = body.image.split(",", 1)[1] if body.image.startswith("data:") else body.image
+    return await _classify(request, raw, body.variant, body.request_id, body.mode, plain)
 
 
 @router.post("/v1/classify/upload", response_model=ClassifyResponse)
