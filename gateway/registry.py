@@ -92,6 +92,10 @@ class ServiceRegistry:
             record.info, record.up, record.error = ModelInfo.model_validate(answer.json()), True, None
         except (httpx.HTTPError, ValueError) as exc:
             record.up, record.error = False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, httpx.TimeoutException):
+                # busy, not gone: its memory may still be held, so the budget keeps counting it
+                record.checked_at = datetime.now(UTC)
+                return record
         record.checked_at = datetime.now(UTC)
         info = record.info if record.up else None
         await self.budget.observe(

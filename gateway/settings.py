@@ -57,6 +57,14 @@ class GatewaySettings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
 
+    @field_validator("services", mode="before")
+    @classmethod
+    def _plain_urls(cls, services: object) -> object:
+        """`{"cnn": "http://…"}` is short for `{"cnn": {"url": "http://…", "kind": "cnn"}}`."""
+        if isinstance(services, dict):
+            return {name: {"url": v, "kind": name} if isinstance(v, str) else v for name, v in services.items()}
+        return services
+
     @property
     def usable_budget_bytes(self) -> int:
         return self.budget_bytes - self.headroom_bytes
