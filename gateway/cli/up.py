@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +13,6 @@ import typer
 from rich.console import Console
 
 import gateway
-from gateway.cli.models import build_tiny_models
 from gateway.launcher.infra import Infrastructure, InfrastructureUnavailable
 from gateway.launcher.plan import MeshPlan, PlanOptions, plan_mesh, service_present
 from gateway.launcher.ports import PortsInUse, check_ports
@@ -56,7 +57,7 @@ def up(
     except PortsInUse as exc:
         console.print(f"[red]{exc}[/]", markup=True, highlight=False)
         raise typer.Exit(1) from None
-    _ensure_models(plan, state_home / "models")
+    _ensure_models(plan, state_home / "models", state_home / "logs")
     raise typer.Exit(_run(plan, settings, state_home, listen, wait or settings.health_timeout_s))
 
 
@@ -106,8 +107,11 @@ def _announce(all_up: bool, home: Path, wait_s: float) -> None:
     console.print(f"Logs: {home / 'logs'}   Health: mediamesh health   Press Ctrl-C to stop everything.")
 
 
-def _ensure_models(plan: MeshPlan, models: Path) -> None:
-    """Build the tiny offline models of the services about to start that have no model yet."""
+def _ensure_models(plan: MeshPlan, models: Path, log_dir: Path) -> None:
+    """Build the tiny offline models of the services about to start that have no model yet.
+
+    In a child process: the launcher itself never imports torch, and the builders' chatter goes to a log.
+    """
     missing = [p.name for p in plan.processes
                if p.name not in ("gateway", "worker") and not _has_model(models / p.name)]
     buildable = [name for name in missing if service_present(name) and _has_tiny_builder(name)]
@@ -115,10 +119,18 @@ def _ensure_models(plan: MeshPlan, models: Path) -> None:
         console.print(f"[yellow]{name}: no model in {models / name} and no tiny builder; it will start unloaded[/]")
     if not buildable:
         return
-    with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)}…"):
-        built = build_tiny_models(models, only=buildable)
-    for path in built:
-        console.print(f"built tiny (random-weight) model {path.name} in {path}; "
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "models-tiny.log"
+    argv = [sys.executable, "-c", "from gateway.cli.main import app; app()", "models", "tiny", "--dest", str(models)]
+    argv += [arg for name in buildable for arg in ("--only", name)]
+    with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)} (log: {log})…"), \
+            log.open("ab") as sink:
+        result = subprocess.run(argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        console.print(f"[red]building the tiny models failed (exit {result.returncode}); see {log}[/]")
+        raise typer.Exit(1)
+    for name in buildable:
+        console.print(f"built tiny (random-weight) model {name} in {models / name}; "
                       "`mediamesh models pull` gets the real one")
 
 

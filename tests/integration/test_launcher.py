@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 
+from gateway.cli.models import TINY_MARKER
 from gateway.launcher.plan import service_present
 from tests.support.mesh import MeshUp, run_cli
 from tests.support.processes import free_port
@@ -88,12 +89,18 @@ def test_unknown_service_is_refused_with_the_choices(home: Path) -> None:
     assert "unknown service(s) bert" in " ".join((result.stdout + result.stderr).split())
 
 
-def test_a_child_that_dies_is_restarted_then_given_up_on(home: Path, mesh_factory: Callable[..., MeshUp]) -> None:
+def test_missing_model_is_built_and_a_child_that_dies_is_restarted_then_given_up_on(
+    tmp_path: Path, mesh_factory: Callable[..., MeshUp]
+) -> None:
+    home = tmp_path / "fresh-home"  # no models at all: the launcher builds cnn's tiny one first
     port = free_port()
     mesh = mesh_factory(["--only", "cnn", "--no-gateway", "--no-worker", "--home", str(home),
                          "--port", f"cnn={port}"], env={"MEDIAMESH_UP_MAX_RESTARTS": "1"})
     url = f"http://127.0.0.1:{port}/health"
-    mesh.wait_for([url], timeout_s=120)
+    mesh.wait_for([url], timeout_s=180)
+    assert "built tiny (random-weight) model cnn" in mesh.text()
+    assert (home / "models" / "cnn" / TINY_MARKER).is_file()
+    assert (home / "logs" / "models-tiny.log").is_file()
     first = _service_pid(mesh)
     first.send_signal(signal.SIGKILL)
     mesh.wait_output("cnn was killed by SIGKILL; restarting in 1s (1/1)", timeout_s=20)
