@@ -32,7 +32,10 @@ def png(color: tuple[int, int, int] | str = "red", size: tuple[int, int] = (64, 
 def spoken_wav(text: str = "the quarterly report is ready") -> bytes:
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: apt-get install -y espeak-ng")
-    return subprocess.run(["espeak-ng", "--stdout", "-s", "150", text], check=True, capture_output=True).stdout
+    with tempfile.TemporaryDirectory() as folder:  # -w, not --stdout: a piped WAV header has no real length
+        path = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), "-s", "150", text], check=True, capture_output=True)
+        return path.read_bytes()
 
 
 def video_mp4(seconds: float = 3.0, fps: int = 10, with_audio: bool = True, colors: tuple[str, ...] = ("red", "blue"),
