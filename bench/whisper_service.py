@@ -154,6 +154,8 @@ are not inflated by other work on the machine the way wall time is.
   {"met" if rtf <= 0.15 else "missed"} here: {os.cpu_count()} cores, shared with other work while it ran.
   On cores to itself, CPU seconds ÷ ({threads} threads × audio seconds) puts it at **≈ {cpu_rtf:.3f}** — an
   estimate that assumes both threads stay busy, not a measurement.
+* Wall medians swing by a third between runs on this shared machine (in either direction, the service has
+  come out faster than the direct call, which is noise); CPU seconds are the steady measure of overhead.
 * Transcripts of the service and of the direct call on the same samples: {same}.
 * Raw wall seconds: {raw}.
 """

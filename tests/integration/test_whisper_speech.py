@@ -137,3 +137,22 @@ def test_other_containers_and_a_video_track(client: httpx.Client, audio: dict[st
     answer = client.post("/transcribe", files={"file": (name, raw)}, data={"language": "en"})
     assert answer.status_code == 200, answer.text
     assert wer(SHORT, answer.json()["text"]) <= MAX_WER, answer.json()["text"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("quantization", "compute_type"), [("8bit", "int8_float16"), ("none", "float16")])
+def test_cuda_backend_transcribes_and_frees_gpu_memory(
+    tiny_model: Callable[[str], Path], tmp_path: Path, audio: dict[str, bytes], quantization: str, compute_type: str
+) -> None:
+    env = {"WHISPER_MODEL_PATH": str(tiny_model("whisper")), "WHISPER_DEVICE": "cuda",
+           "WHISPER_QUANTIZATION": quantization}
+    with ServiceProcess(APP, env, tmp_path / "whisper.log") as proc, \
+            httpx.Client(base_url=proc.url, timeout=300) as client:
+        loaded = client.post("/v1/model/load").json()
+        info = client.get("/v1/model").json()
+        assert info["device"].startswith("cuda") and info["details"]["compute_type"] == compute_type
+        assert loaded["memory_bytes"] > 50_000_000, "CTranslate2's GPU memory is measured at load"
+        answer = client.post("/transcribe", files={"file": ("short.wav", audio["short"])}).json()
+        assert wer(SHORT, answer["text"]) <= MAX_WER, answer["text"]
+        unloaded = client.post("/v1/model/unload").json()
+        assert unloaded["freed_bytes"] >= 0.95 * loaded["memory_bytes"] and unloaded["memory_bytes"] == 0
