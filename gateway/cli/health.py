@@ -77,7 +77,7 @@ def render(report: HealthReport, memory: dict[str, int], latency_ms: float) -> T
     for service in report.services:
         latency = getattr(service, "latency_ms", None)
         table.add_row(service.name, service.kind, _styled(service.status), service.model_state or "-",
-                      _megabytes(memory.get(service.name)), "-" if latency is None else f"{latency:.0f} ms",
+                      _bytes(memory.get(service.name)), "-" if latency is None else f"{latency:.0f} ms",
                       service.error or service.url)
     for dep in report.dependencies:
         latency = "-" if dep.latency_ms is None else f"{dep.latency_ms:.0f} ms"
@@ -89,5 +89,10 @@ def _styled(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def _megabytes(value: int | None) -> str:
-    return "-" if not value else f"{value / 2**20:,.0f} MiB"
+def _bytes(value: int | None) -> str:
+    if not value:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:,.1f} {unit}" if unit == "GiB" else f"{value / size:,.0f} {unit}"
+    return f"{value} B"

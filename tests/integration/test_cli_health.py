@@ -73,8 +73,9 @@ def test_health_prints_the_table_and_exits_by_status(gateway: tuple[str, str]) -
     lines = result.stdout.splitlines()
     assert f"mediamesh: {status}" in result.stdout
     cnn = next(line for line in lines if line.startswith("│ cnn "))
-    assert "up" in cnn and "loaded" in cnn and "100 MiB" in cnn
     clip = next(line for line in lines if line.startswith("│ clip "))
+    assert "up" in cnn and "loaded" in cnn and "100 MiB" in cnn
+    assert "-" in clip.split("│")[5]  # clip holds nothing in the budget
     assert ("connection refused" in clip) is (status != "ok")
     postgres = next(line for line in lines if line.startswith("│ postgres "))
     assert "dependency" in postgres and "2 ms" in postgres
