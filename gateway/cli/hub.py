@@ -40,9 +40,9 @@ class HubSettings(BaseSettings):
     blip2_model_id: str = SERVICES["blip2"].hub_id
     whisper_model_id: str = SERVICES["whisper"].hub_id
     llm_model_id: str = SERVICES["llm"].hub_id
-    hub_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
-    hub_offline: bool = Field(False, validation_alias=AliasChoices("HF_HUB_OFFLINE"))
-    hub_timeout_s: float = Field(5.0, gt=0, description="Connect/read timeout of the reachability check.")
+    hub_endpoint: str = Field(default="https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
+    hub_offline: bool = Field(default=False, validation_alias=AliasChoices("HF_HUB_OFFLINE"))
+    hub_timeout_s: float = Field(default=5.0, gt=0, description="Connect/read timeout of the reachability check.")
 
     def model_id(self, service: str) -> str:
         return str(getattr(self, f"{service}_model_id"))
@@ -62,8 +62,7 @@ def check_hub(settings: HubSettings) -> None:
 def pull_model(repo_id: str, target: Path, *, endpoint: str | None = None,
                download: Downloader | None = None) -> Path:
     """Download repo_id into target (replacing what is there) through a resumable partial folder."""
-    if download is None:
-        from huggingface_hub import snapshot_download as download  # with the hub's progress bars
+    download = download or _snapshot_download()
     partial = target.parent / f".{target.name}.partial"
     partial.mkdir(parents=True, exist_ok=True)
     download(repo_id=repo_id, local_dir=partial, endpoint=endpoint, ignore_patterns=IGNORE_PATTERNS)
@@ -76,6 +75,12 @@ def pull_model(repo_id: str, target: Path, *, endpoint: str | None = None,
         target.unlink()
     partial.rename(target)
     return target
+
+
+def _snapshot_download() -> Downloader:
+    from huggingface_hub import snapshot_download  # imported when used; shows the hub's progress bars
+
+    return snapshot_download
 
 
 def hub_error_message(exc: Exception, repo_id: str) -> str:

@@ -67,6 +67,7 @@ def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait
     previous = {sig: signal.signal(sig, raise_stop_requested) for sig in STOP_SIGNALS[1:]}
     try:
         env = {**os.environ, "MEDIAMESH_HOME": str(home)}
+        env.setdefault("HF_HUB_OFFLINE", "1")  # services load from MEDIAMESH_HOME/models, never the hub
         if plan.needs_infrastructure:
             with console.status("starting Postgres and Redis…"):
                 env.update(infra.start())
