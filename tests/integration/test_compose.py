@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,27 @@ def test_prometheus_config_scrapes_the_gateway_and_every_service() -> None:
     expected = {name: f"127.0.0.1:{spec.port}" for name, spec in SERVICES.items()} | {"gateway": "127.0.0.1:8000"}
     assert targets == expected
     assert all(job["metrics_path"] == "/metrics" for job in config["scrape_configs"])
+
+
+GATEWAY_IMAGE_PROBE = """
+import importlib.abc, sys
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top in ("torch", "transformers", "ctranslate2", "faster_whisper") or (
+                name.startswith("services.") and name != "services.catalog"):
+            raise ImportError(f"{name} is not installed in the gateway image")
+        return None
+sys.meta_path.insert(0, NotInTheImage())
+import gateway.app, gateway.worker, gateway.cli.main
+gateway.app.create_app
+"""
+
+
+def test_the_gateway_image_runs_without_torch_or_service_code() -> None:
+    """gateway/Dockerfile installs only the `gateway` extra and copies only services/catalog.py."""
+    result = subprocess.run([sys.executable, "-c", GATEWAY_IMAGE_PROBE], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dockerfile = (REPO / "gateway" / "Dockerfile").read_text()
+    assert 'pip install -e ".[gateway]"' in dockerfile and "torch" not in dockerfile.split("FROM", 1)[1].lower()
