@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,11 +38,24 @@ def cuda_bytes(device: torch.device | str | None = None) -> tuple[int, int]:
 
 
 def release_memory() -> None:
-    """Collect dropped tensors and hand cached CUDA blocks back to the driver."""
+    """Collect dropped tensors, give freed heap pages back to the OS, hand cached CUDA blocks to the driver."""
     gc.collect()
+    _trim_heap()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+
+def _trim_heap() -> None:
+    # glibc keeps freed small and medium blocks (CTranslate2's weights, tokenizers...) in the process
+    # heap, so without a trim an unloaded model still shows in RSS. Other C libraries have no such call.
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def weight_file_bytes(path: Path) -> int:

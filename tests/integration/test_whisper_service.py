@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -58,7 +59,12 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def test_load_transcribe_unload_cycle(client: httpx.Client, speech: bytes) -> None:
+def rss(proc: ServiceProcess) -> int:
+    assert proc.proc is not None
+    return int(psutil.Process(proc.proc.pid).memory_info().rss)
+
+
+def test_load_transcribe_unload_cycle(faster: ServiceProcess, client: httpx.Client, speech: bytes) -> None:
     client.post("/v1/model/unload")
     info = client.get("/v1/model").json()
     assert info["state"] == "unloaded" and info["memory_bytes"] == 0
@@ -80,9 +86,12 @@ def test_load_transcribe_unload_cycle(client: httpx.Client, speech: bytes) -> No
     assert answer["segments"] and answer["segments"][0]["words"] is None
     assert answer["duration_s"] == pytest.approx(len(speech) / 2 / 22_050, abs=0.05)
 
+    rss_loaded = rss(faster)
     unloaded = client.post("/v1/model/unload").json()
     assert unloaded["freed_bytes"] >= 0.95 * loaded["memory_bytes"] and unloaded["memory_bytes"] == 0
     assert client.get("/v1/model").json()["memory_bytes"] == 0
+    # and the process really gives the memory back (CTranslate2's heap is trimmed on unload)
+    assert rss_loaded - rss(faster) >= 0.5 * loaded["memory_bytes"]
     assert client.post("/transcribe", json={"audio": b64(speech)}).status_code == 503
     assert client.post("/v1/model/load").json()["state"] == "loaded"
     assert "hello" in client.post("/transcribe", json={"audio": b64(speech)}).json()["text"].lower()
