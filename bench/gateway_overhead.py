@@ -65,8 +65,8 @@ def main() -> None:
         cnn = ServiceProcess("services.cnn.app:create_app", {"CNN_MODEL_PATH": str(model)}, logs / "cnn.log")
         with cnn:
             httpx.post(cnn.url + "/v1/model/load", timeout=120).raise_for_status()
-            env = {"GATEWAY_SERVICES": json.dumps({"cnn": {"url": cnn.url, "kind": "cnn"}}),
-                   "GATEWAY_POLL_INTERVAL_S": "30"}
+            env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_POLL_INTERVAL_S": "30",
+                   "GATEWAY_SERVICES": json.dumps({"cnn": {"url": cnn.url, "kind": "cnn"}})}
             with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as gateway:
                 times = measure(cnn.url, gateway.url, image)
     report(times)

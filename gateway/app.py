@@ -95,15 +95,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.dispatcher = ServiceDispatcher(registry)
     app.state.cascade = CascadeStore.from_settings(settings)
     app.state.dependency_checks = []
-    app.state.on_startup: list[Hook] = []
-    app.state.on_shutdown: list[Hook] = []
+    app.state.on_startup = []  # list[Hook]
+    app.state.on_shutdown = []  # list[Hook]
     install_error_handlers(app)
     metrics = HttpMetrics(CollectorRegistry())
     metrics.registry.register(BudgetCollector(registry))
     metrics.install(app)
     for router in (health.router, model_routes.router, proxy.router, cascade_router):
         app.include_router(router)
-    install_storage(app)  # media / jobs / search / clusters routers, Postgres + Redis, their health checks
+    if settings.storage_enabled:
+        install_storage(app)  # media / jobs / search / clusters routers, Postgres + Redis, their health checks
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value())

@@ -12,8 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ClientSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
-    gateway_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
-    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
+    gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
+    api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
 
 
 class GatewayError(RuntimeError):

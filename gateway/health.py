@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
@@ -31,14 +32,14 @@ async def run_check(check: DependencyCheck) -> DependencyHealth:
     try:
         result = await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
     except Exception as exc:  # a failing check is a finding, not an error of the health route
-        return DependencyHealth(name=name, status="down", detail=f"{type(exc).__name__}: {exc}",
+        return DependencyHealth(name=name, status="down", detail=f"{type(exc).__name__}: {exc}", critical=True,
                                 latency_ms=(time.perf_counter() - started) * 1000)
     if result.latency_ms is None:
         result.latency_ms = (time.perf_counter() - started) * 1000
     return result
 
 
-def overall(services: list[ServiceHealth], dependencies: list[DependencyHealth]) -> str:
+def overall(services: list[ServiceHealth], dependencies: list[DependencyHealth]) -> Literal["ok", "degraded", "down"]:
     if any(d.status == "down" and d.critical for d in dependencies):
         return "down"
     if services and all(s.status == "down" for s in services):

@@ -142,7 +142,7 @@ class ServiceRegistry:
 
     async def load(self, name: str) -> int:
         answer = await self._lifecycle_call(name, "/v1/model/load")
-        return int(answer.get("memory_bytes", 0))
+        return int(str(answer.get("memory_bytes", 0)))
 
     async def unload(self, name: str) -> None:
         await self._lifecycle_call(name, "/v1/model/unload")

@@ -40,22 +40,33 @@ class GatewaySettings(BaseSettings):
         default_factory=default_services,
         description='JSON map name → {"url", "kind"}; several of one kind are fine (cnn_fast, cnn_accurate).',
     )
-    budget_bytes: int = Field(6 * GIB, gt=0, description="Memory the loaded models may use together.")
-    headroom_bytes: int = Field(512 * 1024**2, ge=0, description="Kept free for activations and the CUDA context.")
+    budget_bytes: int = Field(default=6 * GIB, gt=0, description="Memory the loaded models may use together.")
+    headroom_bytes: int = Field(
+        default=512 * 1024**2, ge=0, description="Kept free for activations and the CUDA context."
+    )
     pinned: list[str] = Field(default_factory=list, description="Loaded at start, never evicted.")
     priorities: dict[str, int] = Field(default_factory=dict, description="Lower is evicted first; default 0.")
-    idle_ttl_s: float | None = Field(600.0, gt=0, description="Unload a model idle this long; unset: never.")
-    room_timeout_s: float = Field(30.0, gt=0, description="How long a request waits for memory before 503.")
-    load_timeout_s: float = Field(600.0, gt=0, description="How long one model load may take.")
-    request_timeout_s: float = Field(300.0, gt=0, description="How long a proxied task call may take.")
-    poll_interval_s: float = Field(5.0, gt=0, description="Health polling of the services.")
-    retry_after_s: int = Field(5, ge=1)
-    api_key: SecretStr | None = Field(None, description="When set, every endpoint but health/metrics needs it.")
-    max_upload_bytes: int = Field(25 * 1024**2, gt=0)
-    max_image_pixels: int = Field(40_000_000, gt=0)
-    cascade_config: Path | None = Field(None, description="JSON file with the cascade configuration.")
-    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
-    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    idle_ttl_s: float | None = Field(
+        default=600.0, gt=0, description="Unload a model idle this long; unset: never."
+    )
+    room_timeout_s: float = Field(default=30.0, gt=0, description="How long a request waits for memory before 503.")
+    load_timeout_s: float = Field(default=600.0, gt=0, description="How long one model load may take.")
+    request_timeout_s: float = Field(default=300.0, gt=0, description="How long a proxied task call may take.")
+    poll_interval_s: float = Field(default=5.0, gt=0, description="Health polling of the services.")
+    retry_after_s: int = Field(default=5, ge=1)
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, every endpoint but health/metrics needs it."
+    )
+    max_upload_bytes: int = Field(default=25 * 1024**2, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    cascade_config: Path | None = Field(default=None, description="JSON file with the cascade configuration.")
+    storage_enabled: bool = Field(
+        default=True, description="Media, jobs, search and clusters with Postgres + Redis; false: models only."
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
 
     @field_validator("services", mode="before")
     @classmethod

@@ -18,14 +18,14 @@ class EscalationStrategy(BaseModel):
     """When to go on to the next stage, judged on the scores fused so far."""
 
     kind: Literal["threshold", "interval", "entropy"] = "threshold"
-    threshold: float = Field(0.8, ge=0, le=1, description="threshold: escalate when top-1 is below it.")
+    threshold: float = Field(default=0.8, ge=0, le=1, description="threshold: escalate when top-1 is below it.")
     class_thresholds: dict[str, float] = Field(
         default_factory=dict, description="threshold: per predicted class, instead of `threshold`."
     )
-    positive_label: str | None = Field(None, description="interval: the class whose probability is judged.")
-    low: float = Field(0.2, ge=0, le=1, description="interval: escalate when low <= p(positive) < high.")
-    high: float = Field(0.9, ge=0, le=1)
-    max_entropy: float = Field(1.0, ge=0, description="entropy: escalate above this many nats.")
+    positive_label: str | None = Field(default=None, description="interval: the class whose probability is judged.")
+    low: float = Field(default=0.2, ge=0, le=1, description="interval: escalate when low <= p(positive) < high.")
+    high: float = Field(default=0.9, ge=0, le=1)
+    max_entropy: float = Field(default=1.0, ge=0, description="entropy: escalate above this many nats.")
     always_escalate: list[str] = Field(default_factory=list, description="Predicted classes that always go on.")
 
     @model_validator(mode="after")
@@ -43,14 +43,13 @@ class EscalationStrategy(BaseModel):
 class StageConfig(BaseModel):
     kind: StageKind
     service: str = Field(description="A service name from GATEWAY_SERVICES (e.g. cnn, cnn_accurate, clip).")
-    weight: float = Field(1.0, ge=0, description="Weight of this stage's scores in the fusion.")
-    top_k: int = Field(5, ge=2, le=100, description="cnn: labels kept; clip/blip2: candidates offered.")
-    template: str = Field("a photo of a {}.", description="clip: prompt template, `{}` is the label.")
-    question: str = Field(
-        "Which of these is it: {options}? Answer with one of them.",
+    weight: float = Field(default=1.0, ge=0, description="Weight of this stage's scores in the fusion.")
+    top_k: int = Field(default=5, ge=2, le=100, description="cnn: labels kept; clip/blip2: candidates offered.")
+    template: str = Field(default="a photo of a {}.", description="clip: prompt template, `{}` is the label.")
+    question: str = Field(default="Which of these is it: {options}? Answer with one of them.",
         description="blip2: the VQA question; `{options}` is the candidate labels.",
     )
-    escalate: EscalationStrategy = Field(default_factory=EscalationStrategy)
+    escalate: EscalationStrategy = Field(default_factory=lambda: EscalationStrategy())
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:

@@ -43,7 +43,7 @@ class CascadeEngine:
                 if index == 0:
                     raise  # nothing to fall back on: the caller gets the service's error
                 degraded = True
-                traces.append(StageTrace(stage=stage.kind, service=stage.service, status="failed",
+                traces.append(StageTrace(stage=stage.kind, service=stage.service, status="failed", answer=None,
                                          ms=_ms(t0), error=exc.detail, reason="stage failed; kept the last answer"))
                 break
             if result.scores:

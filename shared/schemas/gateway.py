@@ -28,13 +28,13 @@ class ModelStatus(BaseModel):
     url: str
     state: SlotState
     reserved_bytes: int = Field(description="Bytes this model holds in the budget now (0 unless loading/loaded).")
-    footprint_bytes: int | None = Field(None, description="Measured after its first load.")
-    estimated_bytes: int = Field(0, description="Estimate from the weight files, used until the first load.")
+    footprint_bytes: int | None = Field(default=None, description="Measured after its first load.")
+    estimated_bytes: int = Field(default=0, description="Estimate from the weight files, used until the first load.")
     pinned: bool = False
     priority: int = 0
     in_flight: int = 0
     last_used: datetime | None = None
-    expires_at: datetime | None = Field(None, description="When the idle time-to-live unloads it.")
+    expires_at: datetime | None = Field(default=None, description="When the idle time-to-live unloads it.")
     error: str | None = None
 
 
@@ -47,10 +47,10 @@ class ModelsReport(BaseModel):
 
 class ClassifyRequest(BaseModel):
     image: str = Field(description="Base64-encoded image (a data: URL is accepted too).")
-    variant: str | None = Field(None, description="Force one cascade variant instead of the A/B split.")
-    request_id: str | None = Field(None, description="Stable id for the A/B split; default the image's hash.")
+    variant: str | None = Field(default=None, description="Force one cascade variant instead of the A/B split.")
+    request_id: str | None = Field(default=None, description="Stable id for the A/B split; default the image's hash.")
     mode: Literal["auto", "always", "never"] = Field(
-        "auto", description="`always` runs every stage (calibration), `never` stops after the first."
+        default="auto", description="`always` runs every stage (calibration), `never` stops after the first."
     )
 
 
@@ -61,7 +61,7 @@ class StageTrace(BaseModel):
     top_k: list[LabelScore] = Field(default_factory=list, description="This stage's own scores.")
     fused: list[LabelScore] = Field(default_factory=list, description="Scores fused over the stages so far.")
     ms: float
-    answer: str | None = Field(None, description="Free-text answer (blip2 VQA), when the stage gives one.")
+    answer: str | None = Field(default=None, description="Free-text answer (blip2 VQA), when the stage gives one.")
     entropy: float | None = None
     error: str | None = None
     decision: Literal["escalate", "stop", "final"] = "final"
@@ -71,7 +71,7 @@ class StageTrace(BaseModel):
 class CascadeTrace(BaseModel):
     variant: str
     stages: list[StageTrace]
-    degraded: bool = Field(False, description="A later stage was down; the answer is the last good stage's.")
+    degraded: bool = Field(default=False, description="A later stage was down; the answer is the last good stage's.")
     total_ms: float
 
 
@@ -99,7 +99,7 @@ class DependencyHealth(BaseModel):
     status: Literal["up", "down"]
     detail: str | None = None
     latency_ms: float | None = None
-    critical: bool = Field(True, description="Down makes the whole report `down`, not just `degraded`.")
+    critical: bool = Field(default=True, description="Down makes the whole report `down`, not just `degraded`.")
 
 
 class HealthReport(BaseModel):

@@ -81,7 +81,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
     registry = {name: {"url": p.url, "kind": name} for name, p in procs.items()}
     registry["blip2"] = {"url": "http://127.0.0.1:9", "kind": "blip2"}  # down
     started = [p.start() for p in procs.values()]
-    env = {"GATEWAY_SERVICES": json.dumps(registry), "GATEWAY_CASCADE_CONFIG": str(logs / "cascade.json")}
+    env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry),
+           "GATEWAY_CASCADE_CONFIG": str(logs / "cascade.json")}
     try:
         with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as proc:
             yield proc

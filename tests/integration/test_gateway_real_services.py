@@ -28,7 +28,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str]
         for proc in procs.values():
             started.append(proc.start(timeout_s=120))
         registry = {name: {"url": p.url, "kind": name} for name, p in procs.items()}
-        env = {"GATEWAY_SERVICES": json.dumps(registry)}
+        env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry)}
         with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as proc:
             yield proc
     finally:

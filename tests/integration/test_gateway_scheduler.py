@@ -30,7 +30,8 @@ def linear(name: str, floats: int, logs: Path, port: int | None = None) -> Servi
 
 def gateway_env(services: dict[str, ServiceProcess], budget: int, **extra: str) -> dict[str, str]:
     registry = {name: {"url": proc.url, "kind": "linear"} for name, proc in services.items()}
-    return {"GATEWAY_SERVICES": json.dumps(registry), "GATEWAY_BUDGET_BYTES": str(budget),
+    return {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry),
+            "GATEWAY_BUDGET_BYTES": str(budget),
             "GATEWAY_HEADROOM_BYTES": "0", "GATEWAY_POLL_INTERVAL_S": "0.3", "GATEWAY_ROOM_TIMEOUT_S": "1.5",
             "GATEWAY_RETRY_AFTER_S": "7", **extra}
 
