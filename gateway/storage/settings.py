@@ -52,8 +52,16 @@ class WorkerSettings(StorageSettings):
     )
     backoff_base_s: float = Field(2.0, ge=0, description="Retry n waits base * 2**(n-1) seconds (capped).")
     backoff_max_s: float = Field(300.0, ge=0)
+    reconcile_interval_s: float = Field(30.0, gt=0, description="How often lost queue entries are looked for.")
+    stale_after_s: float | None = Field(
+        None, gt=0, description="An unfinished job untouched this long, with nothing left in the queue, is queued "
+        "again (covers a Redis that lost its data); default max(3 x visibility timeout, backoff max + 60 s).",
+    )
     frame_interval_s: float = Field(2.0, gt=0, description="Video: one frame every this many seconds.")
     max_frames: int = Field(120, ge=1)
     model_timeout_s: float = Field(300.0, gt=0, description="Per model call through the gateway.")
     busy_retries: int = Field(2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After.")
     log_level: str = "INFO"
+
+    def resolved_stale_after_s(self) -> float:
+        return self.stale_after_s or max(3 * self.visibility_timeout_s, self.backoff_max_s + 60)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import httpx
 import pytest
+import redis
 
 from gateway.storage.media_store import MediaStore
 from tests.support import media_samples as samples
@@ -65,6 +66,21 @@ def test_failing_job_retries_with_backoff_then_fails_visibly(stack: Stack) -> No
     assert elapsed.total_seconds() >= 0.2 + 0.4 + 0.8  # three backoffs: base 0.2 s, doubling
     media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
     assert media["status"] == "failed" and "FileNotFoundError" in media["degraded_reasons"][-1]
+
+
+def test_job_whose_queue_entry_redis_lost_is_requeued_from_postgres(stack: Stack) -> None:
+    stack.worker.stop()
+    accepted = upload(stack, samples.png("white", seed=15))
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    client.delete(*client.scan_iter(f"{stack.env['MEDIAMESH_QUEUE']}:*"))  # Redis lost this queue's data
+    stack.env.update(WORKER_STALE_AFTER_S="1", WORKER_RECONCILE_INTERVAL_S="0.5")
+    try:
+        restart_worker(stack, "reconcile")
+        job = stack.wait_job(accepted["job_id"], timeout_s=60)
+    finally:
+        del stack.env["WORKER_STALE_AFTER_S"], stack.env["WORKER_RECONCILE_INTERVAL_S"]
+    assert job["state"] == "done" and job["attempts"] == 1
+    assert "re-queued 1 job(s)" in stack.worker.log_tail()
 
 
 def test_postgres_restart_between_two_jobs_loses_nothing(stack: Stack) -> None:
