@@ -115,11 +115,12 @@ def run_rounds(ways: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
     return results
 
 
-def mean_batch_size(url: str) -> float:
+def batch_totals(url: str) -> tuple[float, float]:
+    """(images, batches) the service has run so far, from its /metrics."""
     metrics = httpx.get(url + "/metrics").text
     value = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
              if line.startswith("mediamesh_batch_size_")}
-    return value["mediamesh_batch_size_sum"] / max(value["mediamesh_batch_size_count"], 1)
+    return value["mediamesh_batch_size_sum"], value["mediamesh_batch_size_count"]
 
 
 def report(results: dict[str, list[float]], device: str, mean_batch: float) -> str:
@@ -171,12 +172,14 @@ def main() -> None:
             services.append(off)
             warm_up(model, raws, on.url, off.url, payloads)
             per = PER_CLIENT
+            images_before, batches_before = batch_totals(on.url)
             results = run_rounds({
                 "offline batch of 16": lambda: offline_throughput(model, raws, per["offline batch of 16"]),
                 "service, batching on": lambda: clients_throughput(on.url, payloads, per["service, batching on"]),
                 "service, batching off": lambda: clients_throughput(off.url, payloads, per["service, batching off"]),
             })
-            mean_batch = mean_batch_size(on.url)
+            images, batches = batch_totals(on.url)
+            mean_batch = (images - images_before) / max(batches - batches_before, 1)
         finally:
             for service in services:
                 service.stop()

@@ -30,6 +30,9 @@ from tests.support.processes import REPO, ServiceProcess
 CACHE = REPO / "bench" / ".cache" / "cnn-resnet50-v1"
 LABELS = [f"breed_{i:02d}" for i in range(67)]  # the brief's 67 cat breeds
 WARMUP, ROUNDS, BUDGET_S = 5, 40, 150.0
+# Both sides get the same torch thread count. With 2 threads per process on 2 cores shared with
+# other work, every parallel region waits on a descheduled thread and timings swing by 2-3x.
+THREADS = 1
 
 
 def build_resnet50(folder: Path) -> Path:
@@ -85,8 +88,8 @@ def report(local_s: list[float], remote_s: list[float], params: int, device: str
     return f"""## cnn service vs in-process (ResNet-50 sizes, batch 1)
 
 ResNet-50 architecture (transformers `ResNetConfig()`, {params / 1e6:.1f} M parameters, random weights,
-67 labels), HF format, {device}, one 640x480 JPEG per call, {len(local_s)} alternating pairs of calls after
-{WARMUP} warm-up pairs.
+67 labels), HF format, {device}, {THREADS} torch thread(s) on both sides, one 640x480 JPEG per call,
+{len(local_s)} alternating pairs of calls after {WARMUP} warm-up pairs.
 In-process: decode + preprocess + forward + softmax + top-5 with the service's own `CnnModel`.
 Service: `POST /v1/classify` over HTTP on 127.0.0.1 (JSON, base64, dynamic batcher, threads).
 
@@ -116,6 +119,7 @@ def main() -> None:
     folder = build_resnet50(CACHE)
     raw = test_image()
     payload = {"images": [base64.b64encode(raw).decode()], "top_k": 5}
+    torch.set_num_threads(THREADS)
     model = CnnModel(CnnSettings(model_path=folder))
     model.load()
 
@@ -125,7 +129,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as logs:
         service = ServiceProcess("services.cnn.app:create_app",
-                                 {"CNN_MODEL_PATH": str(folder), "CNN_AUTOLOAD": "true"}, Path(logs) / "cnn.log")
+                                 {"CNN_MODEL_PATH": str(folder), "CNN_AUTOLOAD": "true",
+                                  "OMP_NUM_THREADS": str(THREADS)}, Path(logs) / "cnn.log")
         try:
             service.start(300)
             local_s, remote_s = measure(local, remote_call(service.url, payload))

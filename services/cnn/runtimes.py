@@ -31,6 +31,8 @@ class TorchRuntime:
         self.device, self.dtype = device, dtype
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)  # a per-thread CPU flag: set it on the thread that runs inference
         with torch.inference_mode():
             output = self.module(torch.from_numpy(batch).to(self.device, self.dtype))
             logits = output if isinstance(output, torch.Tensor) else output.logits
@@ -104,7 +106,8 @@ def open_runtime(fmt: str, weights: Path, device: torch.device, dtype: torch.dty
         case "hf":
             from transformers import AutoModelForImageClassification
 
-            return TorchRuntime(fmt, AutoModelForImageClassification.from_pretrained(weights, dtype=dtype), device, dtype)
+            module = AutoModelForImageClassification.from_pretrained(weights, dtype=dtype)
+            return TorchRuntime(fmt, module, device, dtype)
         case "torchscript":
             return TorchRuntime(fmt, torch.jit.load(str(weights), map_location=device), device, dtype)
         case "onnx":

@@ -196,3 +196,19 @@ def test_same_loading_code_reads_a_real_style_folder(tiny_model, tmp_path: Path)
     image = Image.new("RGB", (70, 50), (30, 120, 200))
     assert np.abs(model.embed_images(model.preprocess([image]))[0]
                   - reference.embed_images(reference.preprocess([image]))[0]).max() < 1e-6
+
+
+@pytest.mark.gpu
+def test_cuda_embeddings_match_cpu(tiny_model) -> None:
+    from services.clip.model import ClipModel
+    from services.clip.settings import ClipSettings
+
+    image = Image.new("RGB", (70, 50), (30, 120, 200))
+    vectors = []
+    for device in ("cpu", "cuda"):
+        model = ClipModel(ClipSettings(model_path=tiny_model("clip"), device=device, dtype="float32"))
+        model.load()
+        vectors.append((model.embed_images(model.preprocess([image]))[0], model.embed_texts(["a cat"])[0]))
+        model.unload()
+    for cpu, cuda in zip(*vectors, strict=True):
+        assert np.abs(cpu - cuda).max() < 1e-3

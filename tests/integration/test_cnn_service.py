@@ -202,3 +202,25 @@ def test_raw_0_255_preprocessing_keeps_pixel_values() -> None:
     assert pixels.shape == (3, 4, 4) and pixels[:, 0, 0].tolist() == [10.0, 200.0, 255.0]
     imagenet = from_mediamesh({"labels": ["a"], "image_size": 4, "resize_shortest": None})
     assert imagenet.preprocessing(Image.new("RGB", (4, 4), (124, 116, 104)))[:, 0, 0] == pytest.approx(0, abs=0.01)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", ["hf", "torchscript"])
+def test_cuda_answers_match_cpu_and_unload_frees_gpu_memory(model_dir: Path, fmt: str) -> None:
+    import torch
+
+    from services.cnn.model import CnnModel
+    from services.cnn.settings import CnnSettings
+
+    images = [Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB") for data in IMAGES]
+    answers = []
+    for device in ("cpu", "cuda"):
+        model = CnnModel(CnnSettings(model_path=model_dir, format=fmt, device=device, dtype="float32"))
+        model.load()
+        answers.append(np.stack(model.probabilities(model.preprocess(images))))
+        if device == "cuda":
+            assert model.measure_bytes()[0] > 0
+            model.unload()
+            torch.cuda.empty_cache()
+            assert torch.cuda.memory_allocated() == 0
+    assert np.abs(answers[0] - answers[1]).max() < 1e-3
