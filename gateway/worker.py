@@ -135,6 +135,7 @@ def main() -> None:
     settings = WorkerSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call drowns the job log
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     storage = open_storage(settings)
     worker = Worker(settings, storage)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,6 +25,9 @@ def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> No
     settings = settings or StorageSettings()
     for router in (routes.router, search_routes.router, cluster_routes.router):
         app.include_router(router)
+    if not settings.storage_enabled:
+        log.info("GATEWAY_STORAGE_ENABLED=false: storage routes will answer 503")
+        return
 
     async def start(the_app: FastAPI) -> None:
         # Blocking (may start embedded servers, runs `alembic upgrade head`): off the event loop.

@@ -17,6 +17,10 @@ from shared.settings import mediamesh_home
 class StorageSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
+    storage_enabled: bool = Field(
+        True, description="GATEWAY_STORAGE_ENABLED=false runs a models-only gateway: no Postgres/Redis, "
+        "the media/search/cluster routes answer 503 (for scheduler-only tests and setups).",
+    )
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
     queue_name: str = Field(
