@@ -37,11 +37,13 @@ def decode_all(images: list[str], max_pixels: int) -> list[Image.Image]:
 async def image_embeddings(
     lifecycle: ModelLifecycle[ClipModel], request: Request, images: list[str]
 ) -> list[np.ndarray]:
-    """Decode (worker thread), then preprocess and embed while holding the model."""
+    """Decode and preprocess in one worker-thread hop, then embed through the batcher."""
     model = lifecycle.model
-    decoded = await run_in_threadpool(decode_all, images, model.settings.max_image_pixels)
-    arrays = await run_in_threadpool(model.preprocess, decoded)
-    return await request.app.state.image_batcher.submit_many(arrays)
+
+    def prepare() -> list[np.ndarray]:
+        return model.preprocess(decode_all(images, model.settings.max_image_pixels))
+
+    return await request.app.state.image_batcher.submit_many(await run_in_threadpool(prepare))
 
 
 def check_labels(labels: list[str], template: str) -> LabelKey:
