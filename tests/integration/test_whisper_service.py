@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.support.processes import ServiceProcess
-from tests.support.speech import encode, pcm_wav, speak, tone
+from tests.support.speech import encode, pcm_wav, read_samples, speak, tone
 
 APP = "services.whisper.app:create_app"
 MAX_REQUEST_BYTES = 3_000_000
@@ -213,3 +215,21 @@ def test_openai_whisper_backend_loads_and_answers(models: Path, tmp_path: Path, 
     finally:
         proc.stop()
 
+
+
+def test_inference_runs_off_the_event_loop(faster: ServiceProcess, loaded: httpx.Client, speech: bytes) -> None:
+    samples, rate = read_samples(speech)
+    long_speech = encode(np.tile(samples, 6), rate, "flac")  # ~7 s of speech: seconds of inference
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(loaded.post, "/transcribe", json={"audio": b64(long_speech)})
+        deadline = time.monotonic() + 30
+        while loaded.get("/v1/model").json()["in_flight"] == 0 and not pending.done():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        started = time.perf_counter()
+        health = loaded.get("/health")
+        quick = time.perf_counter() - started
+        busy = not pending.done()
+        assert pending.result().status_code == 200
+    assert health.status_code == 200 and busy, "the transcription was still running while /health answered"
+    assert quick < 1.0, f"/health took {quick:.2f}s while a transcription ran"
