@@ -22,6 +22,12 @@ SAMPLE_RATE = 16_000
 # Xing/Info header...). The slack absorbs encoder padding and rounding of declared durations.
 TRUNCATION_SLACK_S = 0.25
 TRUNCATION_RATIO = 0.97
+# Demuxers we open: audio files and the usual video containers. FFmpeg has hundreds more (playlists,
+# image sequences, concat lists that name other files...); none is needed here, so none is reachable.
+DEMUXERS = (
+    "wav,w64,aiff,au,caf,mp3,flac,ogg,aac,ac3,eac3,amr,wv,ape,"
+    "mov,matroska,avi,asf,flv,mpeg,mpegts,mxf,3gp"
+)
 SILENCE_PEAK = 1e-3  # about -60 dBFS: below this nothing can be heard, let alone transcribed
 
 
@@ -50,7 +56,9 @@ def decode_audio(raw: bytes, *, max_seconds: float, name: str = "audio") -> Deco
     if not raw:
         raise BadInput(f"{name} is empty (0 bytes); send an audio or video file")
     try:
-        container = av.open(io.BytesIO(raw), mode="r", metadata_errors="ignore")
+        container = av.open(
+            io.BytesIO(raw), mode="r", metadata_errors="ignore", options={"format_whitelist": DEMUXERS}
+        )
     except av.error.EOFError as exc:  # a format was recognised, then the bytes ran out
         raise BadInput(f"{name} is truncated: it ends inside its own header; send the complete file") from exc
     except av.error.FFmpegError as exc:

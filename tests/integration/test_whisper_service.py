@@ -133,7 +133,7 @@ def truncated_wav() -> bytes:
 
 BAD_JSON = [
     ({"audio": b64(b"plain text, no sound at all " * 10)}, 415, "not an audio or video file"),
-    ({"audio": b64(png())}, 415, "no audio track"),
+    ({"audio": b64(png())}, 415, "not an audio or video file"),
     ({"audio": b64(truncated_wav())}, 422, "truncated"),
     ({"audio": "@@not base64@@"}, 422, "not valid base64"),
     ({"audio": ""}, 422, "at least 1 character"),

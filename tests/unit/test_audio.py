@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,13 +72,26 @@ def test_not_audio_is_415_with_the_formats_we_take() -> None:
     assert caught.value.status_code == 415
 
 
-def test_image_and_silent_video_have_no_audio_track() -> None:
+def test_silent_video_has_no_audio_track() -> None:
+    with pytest.raises(NoAudioTrack, match="no audio track, only video") as caught:
+        decode_audio(silent_video(), max_seconds=LIMIT_S)
+    assert caught.value.status_code == 415
+
+
+def test_images_playlists_and_concat_lists_are_not_opened(tmp_path: Path) -> None:
+    """Only audio/video demuxers are reachable: nothing that reads other files named inside the upload."""
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(encode(tone(1.0, channels=1), 44_100, "wav"))
     png = io.BytesIO()
     Image.new("RGB", (16, 16), (255, 0, 0)).save(png, "PNG")
-    for raw in (png.getvalue(), silent_video()):
-        with pytest.raises(NoAudioTrack, match="no audio track") as caught:
+    uploads = [
+        png.getvalue(),
+        f"ffconcat version 1.0\nfile {secret}\n".encode(),
+        f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile://{secret}\n#EXT-X-ENDLIST\n".encode(),
+    ]
+    for raw in uploads:
+        with pytest.raises(UnsupportedMedia, match="not an audio or video file"):
             decode_audio(raw, max_seconds=LIMIT_S)
-        assert caught.value.status_code == 415
 
 
 def test_empty_bytes_are_422() -> None:
