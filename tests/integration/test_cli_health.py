@@ -62,8 +62,12 @@ def create_fake_gateway() -> FastAPI:
 @pytest.fixture(scope="module", params=["ok", "degraded", "down"])
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     logs = tmp_path_factory.mktemp("fake-gateway")
-    with ServiceProcess(APP, {"FAKE_GATEWAY_STATUS": request.param}, logs / "gateway.log") as proc:
+    proc = ServiceProcess(APP, {"FAKE_GATEWAY_STATUS": request.param}, logs / "gateway.log")
+    try:  # not `with`: a start that times out must still stop the process
+        proc.start()
         yield request.param, proc.url
+    finally:
+        proc.stop()
 
 
 def test_health_prints_the_table_and_exits_by_status(gateway: tuple[str, str]) -> None:
