@@ -1,6 +1,6 @@
 """Every environment variable the mesh reads, collected from its pydantic-settings classes.
 
-`python -m tests.support.settings_reference` prints the tables of docs/configuration.md;
+`python -m tests.support.settings_reference` rewrites the tables of docs/configuration.md;
 tests/unit/test_configuration_doc.py fails when a variable is missing from that page.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices
@@ -27,7 +28,11 @@ SETTINGS = [
     ("launcher (`mediamesh up`)", "gateway.launcher.settings:LauncherSettings"),
     ("models pull", "gateway.cli.hub:HubSettings"),
     ("health command", "gateway.cli.health:HealthCliSettings"),
+    ("ingest and search commands", "gateway.cli.ingest:CliSettings"),
+    ("gateway client (`gateway/client.py`, used by the CLI)", "gateway.client:ClientSettings"),
 ]
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+BEGIN, END = "<!-- generated:settings -->", "<!-- /generated:settings -->"
 
 
 def load(path: str) -> type[BaseSettings]:
@@ -76,5 +81,13 @@ def _default(info: Any) -> str:
     return f"`{text}`" if text else '`""`'
 
 
+def write_doc() -> None:
+    """Replace the generated part of docs/configuration.md (between its markers) with fresh tables."""
+    text = DOC.read_text()
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(f"{head}{BEGIN}\n{markdown().replace('### ', '## ')}{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    write_doc()
