@@ -22,10 +22,10 @@ from gateway.cascade.routes import router as cascade_router
 from gateway.cascade.store import CascadeStore
 from gateway.dispatch import ServiceDispatcher
 from gateway.media.install import install_storage
+from gateway.metrics import GatewayMetrics
 from gateway.registry import ServiceRegistry
 from gateway.settings import GatewaySettings
 from shared.errors import install_error_handlers
-from shared.metrics import HttpMetrics
 from shared.size_limit import RequestSizeLimit
 
 log = logging.getLogger("mediamesh.gateway")
@@ -98,7 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.on_startup = []  # list[Hook]
     app.state.on_shutdown = []  # list[Hook]
     install_error_handlers(app)
-    metrics = HttpMetrics(CollectorRegistry())
+    metrics = GatewayMetrics(CollectorRegistry())
     metrics.registry.register(BudgetCollector(registry))
     metrics.install(app)
     for router in (health.router, model_routes.router, proxy.router, cascade_router):

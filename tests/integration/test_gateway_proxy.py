@@ -129,6 +129,7 @@ def test_api_key_is_required_except_for_health_and_metrics(gateway: ServiceProce
         assert anonymous.get("/v1/health").status_code == 200
         metrics = anonymous.get("/metrics")
         assert metrics.status_code == 200 and "mediamesh_budget_reserved_bytes" in metrics.text
+        assert 'route="/v1/services/{name}/{path:path}",status="200"' in metrics.text
 
 
 def test_bad_classify_image_is_refused_at_the_gateway(gw: httpx.Client, tmp_path: Path) -> None:
