@@ -117,7 +117,7 @@ async def zero_shot(body: ZeroShotRequest, lifecycle: LifecycleDep, request: Req
 
 def create_app() -> FastAPI:
     settings = ClipSettings()
-    app = create_service_app(settings, ClipModel, [router], title="mediamesh clip")
+    app = create_service_app(settings, lambda _: ClipModel(settings), [router], title="mediamesh clip")
     lifecycle = app.state.lifecycle
     wait_s = settings.batch_timeout_ms / 1000
     # max_batch_size=1 turns batching off: every image and text runs on its own.

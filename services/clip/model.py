@@ -30,7 +30,8 @@ class ClipModel(ServedModel):
 
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
-        model = CLIPModel.from_pretrained(self.path, dtype=self.dtype).to(self.device).eval()
+        model: Any = CLIPModel.from_pretrained(self.path, dtype=self.dtype)
+        model = model.to(self.device).eval()
         self.processor = CLIPProcessor.from_pretrained(self.path)
         self.logit_scale = float(model.logit_scale.detach().exp().clamp(max=100).item())
         self.model = model

@@ -56,7 +56,8 @@ def tiny_tokenizer() -> CLIPTokenizer:
     tokens = [*alphabet, *(c + "</w>" for c in alphabet), *("".join(m) for m in merges)]
     tokens = list(dict.fromkeys(tokens)) + ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: i for i, token in enumerate(tokens)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    # The tokenizers backend takes (left, right) pairs; the stub only knows the "left right" strings.
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)  # type: ignore[arg-type]
 
 
 def tiny_config(vocab_size: int) -> CLIPConfig:

@@ -46,7 +46,7 @@ async def classify(body: ClassifyRequest, lifecycle: LifecycleDep, request: Requ
 
 def create_app() -> FastAPI:
     settings = CnnSettings()
-    app = create_service_app(settings, CnnModel, [router], title="mediamesh cnn")
+    app = create_service_app(settings, lambda _: CnnModel(settings), [router], title="mediamesh cnn")
     lifecycle = app.state.lifecycle
     # max_batch_size=1 turns batching off: every image runs on its own.
     app.state.batcher = lifecycle.batched(

@@ -37,9 +37,9 @@ class Preprocessing:
             image = image.resize((self.image_size, self.image_size), self.resample)
         else:
             image = _centre_crop(_resize_shortest(image, self.resize_shortest, self.resample), self.image_size)
-        pixels = np.asarray(image, dtype=np.float32) * np.float32(self.scale)
-        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        scaled = np.asarray(image, dtype=np.float32) * np.float32(self.scale)
+        normalised = (scaled - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "resize_shortest": self.resize_shortest, "scale": self.scale,
@@ -77,8 +77,9 @@ def normalisation(spec: str | dict[str, Any]) -> dict[str, Any]:
             return {"scale": 1.0, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
         case "unit":
             return {"scale": 1 / 255, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
-        case {"mean": mean, "std": std}:
-            return {"scale": float(spec.get("scale", 1 / 255)), "mean": tuple(mean), "std": tuple(std)}
+        case {"mean": list() as mean, "std": list() as std}:
+            scale = spec.get("scale", 1 / 255) if isinstance(spec, dict) else 1 / 255
+            return {"scale": float(scale), "mean": tuple(mean), "std": tuple(std)}
     raise ValueError(f"unknown normalization {spec!r}; use imagenet, raw_0_255, unit or {{mean, std}}")
 
 
@@ -109,12 +110,12 @@ def from_hf_processor(raw: dict[str, Any]) -> Preprocessing:
         image_size = int(size["shortest_edge"]) if isinstance(size, dict) else int(size)
         crop_pct = raw.get("crop_pct")
         resize = round(image_size / crop_pct) if crop_pct and image_size < 384 else None
-    norm = {"scale": float(raw.get("rescale_factor", 1 / 255)) if raw.get("do_rescale", True) else 1.0,
-            "mean": tuple(raw.get("image_mean", IMAGENET_MEAN)), "std": tuple(raw.get("image_std", IMAGENET_STD))}
-    if not raw.get("do_normalize", True):
-        norm.update(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    return Preprocessing(image_size=image_size, resize_shortest=resize,
-                         resample=int(raw.get("resample", Image.Resampling.BILINEAR)), **norm)
+    scale = float(raw.get("rescale_factor", 1 / 255)) if raw.get("do_rescale", True) else 1.0
+    normalise = raw.get("do_normalize", True)
+    mean = tuple(raw.get("image_mean", IMAGENET_MEAN)) if normalise else (0.0, 0.0, 0.0)
+    std = tuple(raw.get("image_std", IMAGENET_STD)) if normalise else (1.0, 1.0, 1.0)
+    return Preprocessing(image_size=image_size, resize_shortest=resize, scale=scale, mean=mean, std=std,
+                         resample=int(raw.get("resample", Image.Resampling.BILINEAR)))
 
 
 def load_classifier_config(folder: Path) -> ClassifierConfig:

@@ -27,7 +27,7 @@ class LogitsOnly(torch.nn.Module):
 
 
 def tiny_config() -> ResNetConfig:
-    return ResNetConfig(
+    return ResNetConfig(  # type: ignore[call-arg]  # num_labels/id2label go to PretrainedConfig
         num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
         num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
     )
