@@ -53,6 +53,9 @@ def accept_upload(storage: Storage, data: bytes, detected: Detected, original_na
         if winner is None:
             raise
         return _accepted(storage, winner, duplicate=True)
+    except Exception:
+        storage.store.delete(sha)  # no record was written: leave no file either
+        raise
     _enqueue_or_undo(storage, job.id, media_id=media.id, sha=sha)
     return _accepted(storage, media, duplicate=False, job_id=job.id)
 

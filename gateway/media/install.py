@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from gateway.media import cluster_routes, routes, search_routes
 from gateway.storage.runtime import Storage, open_storage
@@ -48,6 +50,7 @@ def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> No
         app.state.on_shutdown.append(stop)
     else:
         _wrap_lifespan(app, start, stop)
+    app.add_exception_handler(OperationalError, _database_unreachable)
     if not hasattr(app.state, "dependency_checks"):
         app.state.dependency_checks = []
     app.state.dependency_checks.extend([_check(app, "postgres", _ping_postgres), _check(app, "redis", _ping_redis)])
@@ -66,6 +69,12 @@ def _wrap_lifespan(app: FastAPI, start: Callable[[FastAPI], Any], stop: Callable
             await stop(the_app)
 
     app.router.lifespan_context = lifespan
+
+
+async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "the database (Postgres) is unreachable; nothing was changed, retry shortly"},
+                        status_code=503, headers={"Retry-After": "5"})
 
 
 def _ping_postgres(storage: Storage) -> None:

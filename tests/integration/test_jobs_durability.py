@@ -88,7 +88,12 @@ def test_postgres_restart_between_two_jobs_loses_nothing(stack: Stack) -> None:
     assert stack.wait_job(first["job_id"])["state"] == "done"
     server = shared_postgres()
     server.stop(force=True)
-    server.start()
+    try:
+        refused = httpx.post(f"{stack.url}/v1/media", files={"file": ("f", samples.png("blue", seed=16))}, timeout=30)
+        assert refused.status_code == 503 and "Postgres" in refused.json()["detail"]
+        assert "Retry-After" in refused.headers
+    finally:
+        server.start()
     second = upload(stack, samples.png("green", seed=14))
     assert stack.wait_job(second["job_id"], timeout_s=60)["state"] == "done"
     for accepted in (first, second):
