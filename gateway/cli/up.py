@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,11 +12,12 @@ import typer
 from rich.console import Console
 
 import gateway
+from gateway.launcher.children import run_until_stopped
 from gateway.launcher.infra import Infrastructure, InfrastructureUnavailable
 from gateway.launcher.plan import MeshPlan, PlanOptions, plan_mesh, service_present
 from gateway.launcher.ports import PortsInUse, check_ports
 from gateway.launcher.settings import LauncherSettings
-from gateway.launcher.supervisor import StopRequested, Supervisor, raise_stop_requested
+from gateway.launcher.supervisor import StopFlag, Supervisor
 
 PROJECT_ROOT = Path(gateway.__file__).resolve().parents[1]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -57,46 +57,60 @@ def up(
     except PortsInUse as exc:
         console.print(f"[red]{exc}[/]", markup=True, highlight=False)
         raise typer.Exit(1) from None
-    _ensure_models(plan, state_home / "models", state_home / "logs")
     raise typer.Exit(_run(plan, settings, state_home, listen, wait or settings.health_timeout_s))
 
 
 def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait_s: float) -> int:
+    """Everything from here on stops cleanly on Ctrl-C / SIGTERM / SIGHUP, whenever it arrives.
+
+    The signal handlers only raise a flag that the loops check: an exception thrown from a handler
+    could land between fork and bookkeeping inside Popen and leave an untracked child running.
+    """
+    stop = StopFlag()
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     infra = Infrastructure(home, settings.database_url, settings.redis_url)
     supervisor: Supervisor | None = None
-    previous = {sig: signal.signal(sig, raise_stop_requested) for sig in STOP_SIGNALS[1:]}
     try:
+        if not _ensure_models(plan, home / "models", home / "logs", stop):
+            return 0 if stop.requested else 1
         env = {**os.environ, "MEDIAMESH_HOME": str(home)}
         env.setdefault("HF_HUB_OFFLINE", "1")  # services load from MEDIAMESH_HOME/models, never the hub
-        if plan.needs_infrastructure:
-            with console.status("starting Postgres and Redis…"):
-                env.update(infra.start())
-            for name, where in infra.describe():
-                console.print(f"{name}: {where}")
-        supervisor = Supervisor(plan, host=host, log_dir=home / "logs", env=env, cwd=PROJECT_ROOT,
-                                console=console, max_restarts=settings.max_restarts,
-                                stop_timeout_s=settings.stop_timeout_s)
-        supervisor.start_all()
-        all_up = supervisor.wait_until_up(wait_s)
-        _announce(all_up, home, wait_s)
-        supervisor.supervise()
+        if plan.needs_infrastructure and not stop.requested:
+            env.update(_start_infrastructure(infra))
+        if not stop.requested:
+            supervisor = Supervisor(plan, host=host, log_dir=home / "logs", env=env, cwd=PROJECT_ROOT,
+                                    console=console, max_restarts=settings.max_restarts,
+                                    stop_timeout_s=settings.stop_timeout_s, should_stop=lambda: stop.requested)
+            _supervise(supervisor, home, wait_s)
     except InfrastructureUnavailable as exc:
         console.print(f"[red]{exc}[/]")
-        return 1
-    except (KeyboardInterrupt, StopRequested):
-        console.print("\nstopping…")
+        return 0 if stop.requested else 1
     finally:
-        for sig in STOP_SIGNALS:  # a second Ctrl-C must not cut the clean-up short
-            signal.signal(sig, signal.SIG_IGN)
+        console.print(f"\nstopping ({stop.signal_name or 'error'})…")
         if supervisor is not None:
             supervisor.stop()
         for error in infra.stop():
             console.print(f"[red]{error}[/]")
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     console.print("mediamesh stopped; no process left running.")
     return 0
+
+
+def _start_infrastructure(infra: Infrastructure) -> dict[str, str]:
+    with console.status("starting Postgres and Redis…"):
+        env = infra.start()
+    for name, where in infra.describe():
+        console.print(f"{name}: {where}")
+    return env
+
+
+def _supervise(supervisor: Supervisor, home: Path, wait_s: float) -> None:
+    supervisor.start_all()
+    all_up = supervisor.wait_until_up(wait_s)
+    if not supervisor.should_stop():
+        _announce(all_up, home, wait_s)
+        supervisor.supervise()
 
 
 def _announce(all_up: bool, home: Path, wait_s: float) -> None:
@@ -108,10 +122,11 @@ def _announce(all_up: bool, home: Path, wait_s: float) -> None:
     console.print(f"Logs: {home / 'logs'}   Health: mediamesh health   Press Ctrl-C to stop everything.")
 
 
-def _ensure_models(plan: MeshPlan, models: Path, log_dir: Path) -> None:
+def _ensure_models(plan: MeshPlan, models: Path, log_dir: Path, stop: StopFlag) -> bool:
     """Build the tiny offline models of the services about to start that have no model yet.
 
     In a child process: the launcher itself never imports torch, and the builders' chatter goes to a log.
+    False if the build failed or was interrupted.
     """
     missing = [p.name for p in plan.processes
                if p.name not in ("gateway", "worker") and not _has_model(models / p.name)]
@@ -119,20 +134,21 @@ def _ensure_models(plan: MeshPlan, models: Path, log_dir: Path) -> None:
     for name in sorted(set(missing) - set(buildable)):
         console.print(f"[yellow]{name}: no model in {models / name} and no tiny builder; it will start unloaded[/]")
     if not buildable:
-        return
+        return True
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "models-tiny.log"
     argv = [sys.executable, "-c", "from gateway.cli.main import app; app()", "models", "tiny", "--dest", str(models)]
     argv += [arg for name in buildable for arg in ("--only", name)]
-    with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)} (log: {log})…"), \
-            log.open("ab") as sink:
-        result = subprocess.run(argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        console.print(f"[red]building the tiny models failed (exit {result.returncode}); see {log}[/]")
-        raise typer.Exit(1)
+    with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)} (log: {log})…"):
+        code = run_until_stopped(argv, log, PROJECT_ROOT, lambda: stop.requested)
+    if code != 0:
+        if not stop.requested:
+            console.print(f"[red]building the tiny models failed (exit {code}); see {log}[/]")
+        return False
     for name in buildable:
         console.print(f"built tiny (random-weight) model {name} in {models / name}; "
                       "`mediamesh models pull` gets the real one")
+    return True
 
 
 def _has_model(folder: Path) -> bool:

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -107,3 +107,21 @@ def stop_all(children: Iterable[ChildProcess], timeout_s: float) -> list[str]:
         child.proc.wait()
         child.state = ChildState.stopped
     return killed
+
+
+def run_until_stopped(argv: list[str], log_path: Path, cwd: Path, should_stop: Callable[[], bool],
+                      poll_s: float = 0.2) -> int:
+    """Run a one-off command (output appended to log_path); SIGTERM its group if a stop is requested."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    while proc.poll() is None:
+        if should_stop():
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                return proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                return proc.wait()
+        time.sleep(poll_s)
+    return proc.returncode

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -23,21 +23,29 @@ STATE_STYLE = {
 WORKER_GRACE_S = 2.0  # a child without a health URL counts as up once it has lived this long
 
 
-class StopRequested(BaseException):
-    """SIGTERM/SIGHUP: leave the supervision loop the way Ctrl-C (KeyboardInterrupt) does."""
+class StopFlag:
+    """A signal handler that only records the signal; the launcher's loops check `requested`."""
 
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
 
-def raise_stop_requested(signum: int, frame: FrameType | None) -> None:
-    raise StopRequested(signal.Signals(signum).name)
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
 
 
 class Supervisor:
     def __init__(self, plan: MeshPlan, *, host: str, log_dir: Path, env: Mapping[str, str], cwd: Path,
-                 console: Console, max_restarts: int = 3, stop_timeout_s: float = 10.0) -> None:
+                 console: Console, max_restarts: int = 3, stop_timeout_s: float = 10.0,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
         self.host = host
         self.console = console
         self.max_restarts = max_restarts
         self.stop_timeout_s = stop_timeout_s
+        self.should_stop = should_stop
         self.children = [ChildProcess(spec, log_dir / f"{spec.name}.log", env, cwd) for spec in plan.processes]
         self.started_at: dict[str, float] = {}
         self.http = httpx.Client(timeout=1.0)
@@ -52,7 +60,8 @@ class Supervisor:
         """Poll until every child is up (or failed); a live table shows progress. True if all are up."""
         deadline = time.monotonic() + timeout_s
         with Live(self.table(), console=self.console, refresh_per_second=4, transient=True) as live:
-            while time.monotonic() < deadline and any(self._pending(c) for c in self.children):
+            while (time.monotonic() < deadline and not self.should_stop()
+                   and any(self._pending(c) for c in self.children)):
                 self.tick()
                 live.update(self.table())
                 time.sleep(poll_s)
@@ -60,8 +69,8 @@ class Supervisor:
         return all(c.state is ChildState.up for c in self.children)
 
     def supervise(self, poll_s: float = 0.5) -> None:
-        """Run until interrupted (KeyboardInterrupt or StopRequested), restarting children that die."""
-        while True:
+        """Run until should_stop() says so, restarting children that die."""
+        while not self.should_stop():
             self.tick()
             time.sleep(poll_s)
 

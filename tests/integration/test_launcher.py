@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -117,3 +118,18 @@ def _service_pid(mesh: MeshUp) -> psutil.Process:
     children = [c for c in mesh.remember_descendants() if "uvicorn" in " ".join(c.cmdline())]
     assert len(children) == 1, children
     return children[0]
+
+
+def test_sigterm_while_still_starting_stops_what_was_started(home: Path, mesh_factory: Callable[..., MeshUp]) -> None:
+    ports = {"cnn": free_port(), "clip": free_port()}
+    mesh = mesh_factory(["--only", "cnn,clip", "--no-gateway", "--no-worker", "--home", str(home),
+                         "--port", f"cnn={ports['cnn']}", "--port", f"clip={ports['clip']}"])
+    deadline = time.monotonic() + 60
+    while len(mesh.remember_descendants()) < 2:  # both services spawned, neither answering yet
+        assert time.monotonic() < deadline, mesh.text()
+        time.sleep(0.05)
+    assert mesh.proc is not None
+    mesh.proc.send_signal(signal.SIGTERM)
+    assert mesh.proc.wait(timeout=60) == 0
+    assert mesh.leftovers() == []
+    assert "mediamesh is up" not in mesh.text() and "mediamesh stopped" in mesh.text()
