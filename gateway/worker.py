@@ -16,7 +16,7 @@ import time
 
 from gateway.jobs.store import backoff_delay
 from gateway.pipelines.client import ModelClient
-from gateway.pipelines.context import PipelineContext
+from gateway.pipelines.context import PermanentError, PipelineContext
 from gateway.pipelines.runner import run_job
 from gateway.storage.runtime import Storage, open_storage
 from gateway.storage.settings import WorkerSettings
@@ -95,7 +95,7 @@ class Worker:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("job %s attempt %d failed: %s", job_id, job.attempts, error, exc_info=True)
-            if job.attempts >= job.max_attempts:
+            if job.attempts >= job.max_attempts or isinstance(exc, PermanentError):
                 jobs.fail(job_id, error)
             else:
                 delay = backoff_delay(job.attempts, self.settings.backoff_base_s, self.settings.backoff_max_s)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.media.accept import enqueue_job
 from gateway.media.deps import StorageDep
 from gateway.media.schemas import ClusterPublic, ClusterRequest
-from gateway.storage.models import Cluster, ClusterMember
+from gateway.storage.models import Cluster, ClusterMember, ImageEmbedding, Media
+from shared.errors import BadInput
 
 router = APIRouter(tags=["clusters"])
 
@@ -17,6 +18,14 @@ router = APIRouter(tags=["clusters"])
 def start_clustering(storage: StorageDep, request: ClusterRequest | None = None) -> dict[str, str]:
     """Queue a clustering job; follow it at `GET /v1/jobs/{job_id}`."""
     params = (request or ClusterRequest()).model_dump()
+    with storage.db.session() as session:
+        query = select(func.count()).select_from(ImageEmbedding).join(Media, Media.id == ImageEmbedding.media_id)
+        if not params["include_frames"]:
+            query = query.where(Media.parent_id.is_(None))
+        embedded = session.execute(query).scalar_one()
+    if embedded < 2 or (params["k"] or 2) > embedded:
+        raise BadInput(f"clustering {params['k'] or 'at least 2'} groups needs at least that many processed images; "
+                       f"{embedded} have a CLIP embedding (ingest more, or lower k)")
     return {"job_id": enqueue_job(storage, "cluster", None, params)}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from gateway.pipelines.client import StageFailed
-from gateway.pipelines.context import PipelineContext
+from gateway.pipelines.context import PermanentError, PipelineContext
 from gateway.storage.models import Cluster, ClusterMember, ImageAnalysis, ImageEmbedding, Media, new_id
 
 REPRESENTATIVES = 5
@@ -44,7 +44,7 @@ def build_clusters(ctx: PipelineContext, params: dict[str, Any]) -> dict[str, An
     ctx.report(0.05, "loading embeddings")
     ids, vectors = load_embeddings(ctx, bool(params.get("include_frames", False)))
     if len(ids) < 2:
-        raise ValueError(f"clustering needs at least 2 embedded images; {len(ids)} stored")
+        raise PermanentError(f"clustering needs at least 2 embedded images; {len(ids)} stored")
     k = int(params.get("k") or max(2, round(math.sqrt(len(ids) / 2))))
     k = min(k, len(ids))
     ctx.report(0.1, f"grouping {len(ids)} images into {k} clusters")

@@ -22,6 +22,10 @@ class PipelineContext:
     report: Progress = field(default=lambda progress, stage: None)
 
 
+class PermanentError(Exception):
+    """The job cannot succeed however often it runs (its input is gone or unusable): fail it at once."""
+
+
 @dataclass
 class Outcome:
     """What a pipeline computed and what it could not (each reason names the service and why)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from gateway.pipelines.audio import transcribe
 from gateway.pipelines.clusters import build_clusters
-from gateway.pipelines.context import Outcome, PipelineContext
+from gateway.pipelines.context import Outcome, PermanentError, PipelineContext
 from gateway.pipelines.image import analyse_image
 from gateway.pipelines.json_doc import analyse_json
 from gateway.pipelines.video import analyse_video
@@ -20,7 +20,7 @@ def run_job(ctx: PipelineContext, job: Job) -> dict[str, Any]:
     if job.kind == "cluster":
         return build_clusters(ctx, job.params)
     if job.kind != "ingest" or job.media_id is None:
-        raise ValueError(f"job {job.id} has unknown kind {job.kind!r}")
+        raise PermanentError(f"job {job.id} has unknown kind {job.kind!r}")
     return ingest_media(ctx, job.media_id)
 
 
@@ -28,7 +28,7 @@ def ingest_media(ctx: PipelineContext, media_id: str) -> dict[str, Any]:
     with ctx.db.session() as session:
         media = session.get(Media, media_id)
         if media is None:
-            raise LookupError(f"media {media_id} no longer exists")
+            raise PermanentError(f"media {media_id} no longer exists")
         kind, sha = media.kind, media.sha256
     data = ctx.store.read(sha)
     outcome: Outcome = PIPELINES[kind](ctx, media_id, data)

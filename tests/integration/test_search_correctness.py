@@ -3,7 +3,6 @@ filters and pages correctly; similar images; clusters named from representatives
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -131,6 +130,8 @@ def test_similar_images_by_id_and_by_upload(stack: Stack) -> None:
 
 
 def test_clusters_group_colours_and_are_named(stack: Stack) -> None:
+    too_many = httpx.post(f"{stack.url}/v1/clusters", json={"k": 50})
+    assert too_many.status_code == 422 and "5 have a CLIP embedding" in too_many.json()["detail"]
     started = httpx.post(f"{stack.url}/v1/clusters", json={"k": 3})
     assert started.status_code == 202
     job = stack.wait_job(started.json()["job_id"])
@@ -141,4 +142,3 @@ def test_clusters_group_colours_and_are_named(stack: Stack) -> None:
     for cluster in clusters:
         assert cluster["enrichment"]["folder_path"] == f"colours/{cluster['name']}"
         assert cluster["representatives"] == cluster["members"]  # ≤ 5 members: all are representatives
-    time.sleep(0)
