@@ -83,10 +83,10 @@ class MeshUp:
             time.sleep(0.2)
 
     def interrupt(self, timeout_s: float = 60) -> int:
-        """Ctrl-C (SIGINT to the launcher only, as a terminal would) and wait for it to exit."""
+        """Ctrl-C as a terminal sends it (SIGINT to the launcher's whole process group); wait for the exit."""
         assert self.proc is not None
         self.remember_descendants()
-        self.proc.send_signal(signal.SIGINT)
+        os.killpg(self.proc.pid, signal.SIGINT)
         return self.proc.wait(timeout=timeout_s)
 
     def leftovers(self) -> list[str]:
