@@ -69,6 +69,7 @@ class Release:
 class ServiceDispatcher:
     def __init__(self, registry: ServiceRegistry) -> None:
         self.registry = registry
+        self.timeout = httpx.Timeout(registry.settings.request_timeout_s, connect=5.0).as_dict()
 
     async def open(
         self, name: str, path: str, *, content: bytes, headers: Mapping[str, str], query: str = ""
@@ -91,7 +92,9 @@ class ServiceDispatcher:
     ) -> Upstream:
         url = self.registry.url(name, path) + (f"?{query}" if query else "")
         forwarded = {k: v for k, v in headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
-        request = self.registry.client.build_request("POST", url, content=content, headers=forwarded)
+        # a bare Request, not client.build_request: no merging of client URL, params or cookies per call
+        request = httpx.Request("POST", url, content=content, headers=forwarded,
+                                extensions={"timeout": self.timeout})
         try:
             response = await self.registry.client.send(request, stream=True)
         except httpx.HTTPError as exc:
