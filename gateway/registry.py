@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ import httpx
 from gateway.budget import MemoryBudget
 from gateway.settings import GatewaySettings, ServiceEndpoint
 from shared.errors import NotFound, ServiceError
-from shared.schemas.gateway import ServiceHealth
+from shared.schemas.gateway import ServiceHealth, SlotState
 from shared.schemas.model import ModelInfo
 
 log = logging.getLogger("mediamesh.registry")
@@ -69,6 +70,7 @@ class ServiceRegistry:
         for name in self.records:
             self.budget.add(name, pinned=name in settings.pinned, priority=settings.priorities.get(name, 0))
         self._poller: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def record(self, name: str) -> ServiceRecord:
         if name not in self.records:
@@ -113,6 +115,7 @@ class ServiceRegistry:
             await asyncio.sleep(self.settings.poll_interval_s)
             try:
                 await self.refresh_all()
+                self._reload_pinned()
                 unloaded = await self.budget.unload_idle()
                 if unloaded:
                     log.info("idle time-to-live unloaded %s", ", ".join(unloaded))
@@ -123,7 +126,18 @@ class ServiceRegistry:
         await self.refresh_all()
         self._poller = asyncio.create_task(self._poll_forever())
         for name in self.settings.pinned:
-            asyncio.create_task(self._load_pinned(name))
+            self._spawn(self._load_pinned(name))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)  # keep a reference until it is done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reload_pinned(self) -> None:
+        """A pinned model whose service restarted (or came up late) is loaded again."""
+        for name in self.settings.pinned:
+            if self.records[name].up and self.budget.slots[name].state in (SlotState.unloaded, SlotState.down):
+                self._spawn(self._load_pinned(name))
 
     async def _load_pinned(self, name: str) -> None:
         try:

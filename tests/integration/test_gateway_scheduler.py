@@ -47,7 +47,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service
         env = gateway_env(services, 17 * MB, GATEWAY_PINNED='["p"]', GATEWAY_PRIORITIES='{"c": 5}')
         gateway = ServiceProcess(GATEWAY, env, logs / "gateway.log")
         started.append(gateway.start())
-        yield {"gateway": gateway, **services}
+        mesh = {"gateway": gateway, **services}
+        yield mesh  # tests may replace a process (a restart): stop whatever is there at the end
+        started.extend(mesh.values())
     finally:
         for proc in started:
             proc.stop()
@@ -146,6 +148,16 @@ def test_manual_load_and_unload(gw: httpx.Client) -> None:
     assert unloaded["state"] == "unloaded" and unloaded["reserved_bytes"] == 0
     missing = gw.post("/v1/models/nope/load")
     assert missing.status_code == 404 and "known services: a, b, c, p" in missing.json()["detail"]
+
+
+def test_a_restarted_pinned_model_is_loaded_again(gw: httpx.Client, mesh: dict[str, ServiceProcess],
+                                                  tmp_path: Path) -> None:
+    pinned = mesh["p"]
+    pinned.kill()
+    wait_until(lambda: states(gw)["p"] == "down")
+    mesh["p"] = linear("p", 2 * MB, tmp_path, port=pinned.port).start()
+    wait_until(lambda: states(gw)["p"] == "loaded")
+    assert httpx.get(mesh["p"].url + "/v1/model").json()["state"] == "loaded"
 
 
 def test_killed_service_is_detected_and_a_restarted_one_resynchronised(tmp_path: Path) -> None:
