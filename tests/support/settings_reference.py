@@ -31,6 +31,8 @@ SETTINGS = [
     ("ingest and search commands", "gateway.cli.ingest:CliSettings"),
     ("gateway client (`gateway/client.py`, used by the CLI)", "gateway.client:ClientSettings"),
 ]
+# Classes only ever used as a base: their variables are documented through their subclasses.
+BASE_CLASSES = {"StorageConnection"}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 BEGIN, END = "<!-- generated:settings -->", "<!-- /generated:settings -->"
 
