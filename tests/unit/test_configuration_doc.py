@@ -50,3 +50,16 @@ def test_launcher_reads_the_shared_unprefixed_variables() -> None:
     cls = load("gateway.launcher.settings:LauncherSettings")
     names = {n for field, info in cls.model_fields.items() for n in env_names(cls, field, info)}
     assert {"MEDIAMESH_HOME", "DATABASE_URL", "REDIS_URL"} <= names
+
+
+def test_the_readme_names_no_variable_that_does_not_exist() -> None:
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    named = {name for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", table) if not name.endswith("_")}  # not prefixes
+    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_"):
+        named |= {prefix + name for name in re.findall(r"`<P>([A-Z0-9_]+)`", table)}
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    compose_only = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", doc.split("## Docker compose only", 1)[1]))
+    read_by_libraries = {"HF_TOKEN"}  # huggingface_hub reads it itself
+    stale = sorted(named - all_env_names() - compose_only - read_by_libraries)
+    assert not stale, f"the README names variables nothing reads: {stale}"
