@@ -1,4 +1,8 @@
-"""The clip service's model: `CLIPModel` + its processor; L2-normalised image and text embeddings."""
+"""The clip service's model: `CLIPModel` + its processor; L2-normalised image and text embeddings.
+
+transformers is imported with the module (at process start), not in `load`, so that a load's
+seconds are the weights' and not the library's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import CLIPModel, CLIPProcessor
 
 from services.clip.label_cache import LabelEmbeddingCache
 from services.clip.settings import ClipSettings
@@ -26,8 +31,6 @@ class ClipModel(ServedModel):
         self.label_cache = LabelEmbeddingCache(settings.label_cache_size)
 
     def load(self) -> None:
-        from transformers import CLIPModel, CLIPProcessor
-
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
         model: Any = CLIPModel.from_pretrained(self.path, dtype=self.dtype)

@@ -1,4 +1,8 @@
-"""The three runtimes a classifier can come in, behind one small protocol (logits from a CHW batch)."""
+"""The three runtimes a classifier can come in, behind one small protocol (logits from a CHW batch).
+
+transformers and onnxruntime are imported with the module (at process start), not in `load`, so
+that a load's seconds are the weights' and not the libraries'.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import onnxruntime as ort
 import torch
+from transformers import AutoModelForImageClassification
 
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 TORCHSCRIPT_SUFFIXES = (".ts", ".pt", ".pth", ".torchscript")
@@ -51,8 +57,6 @@ class OnnxRuntime:
     format = "onnx"
 
     def __init__(self, file: Path, device: torch.device) -> None:
-        import onnxruntime as ort
-
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -104,8 +108,6 @@ def _existing(path: Path) -> Path | None:
 def open_runtime(fmt: str, weights: Path, device: torch.device, dtype: torch.dtype) -> ClassifierRuntime:
     match fmt:
         case "hf":
-            from transformers import AutoModelForImageClassification
-
             module = AutoModelForImageClassification.from_pretrained(weights, dtype=dtype)
             return TorchRuntime(fmt, module, device, dtype)
         case "torchscript":
