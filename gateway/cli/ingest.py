@@ -23,8 +23,8 @@ UrlOption = Annotated[str | None, typer.Option("--url", help="Gateway URL; defau
 class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
-    gateway_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
-    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
+    gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
+    api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
 
 
 def _client(url: str | None, timeout: float = 120.0) -> httpx.Client:

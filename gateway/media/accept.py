@@ -34,7 +34,8 @@ def find_by_sha(storage: Storage, sha256: str) -> Media | None:
         return session.scalars(select(Media).where(Media.sha256 == sha256)).first()
 
 
-def accept_upload(storage: Storage, data: bytes, detected: Detected, original_name: str | None) -> UploadAccepted:
+def accept_upload(storage: Storage, data: bytes, detected: Detected, original_name: str | None,
+                  max_attempts: int) -> UploadAccepted:
     sha = sha256_of(data)
     existing = find_by_sha(storage, sha)
     if existing is not None:
@@ -46,7 +47,7 @@ def accept_upload(storage: Storage, data: bytes, detected: Detected, original_na
                           original_name=(original_name or "")[:255] or None, status="queued", degraded_reasons=[])
             session.add(media)
             session.flush()
-            job = Job(kind="ingest", media_id=media.id, max_attempts=storage.settings.job_max_attempts, params={})
+            job = Job(kind="ingest", media_id=media.id, max_attempts=max_attempts, params={})
             session.add(job)
     except IntegrityError:  # the same bytes arrived concurrently and the other upload won
         winner = find_by_sha(storage, sha)
@@ -76,14 +77,14 @@ def _enqueue_or_undo(storage: Storage, job_id: str, *, media_id: str | None, sha
         raise Unavailable("the job queue (Redis) is unreachable; nothing was stored, retry shortly") from exc
 
 
-def enqueue_job(storage: Storage, kind: str, media_id: str | None, params: dict) -> str:
+def enqueue_job(storage: Storage, kind: str, media_id: str | None, params: dict, max_attempts: int) -> str:
     with storage.db.session() as session:
         if media_id is not None:
             media = session.get(Media, media_id)
             if media is None:
                 raise NotFound(f"no media with id {media_id}")
             media.status = "queued"
-        job = Job(kind=kind, media_id=media_id, max_attempts=storage.settings.job_max_attempts, params=params)
+        job = Job(kind=kind, media_id=media_id, max_attempts=max_attempts, params=params)
         session.add(job)
     _enqueue_or_undo(storage, job.id, media_id=None)
     return job.id

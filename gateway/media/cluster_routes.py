@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import func, select
 
 from gateway.media.accept import enqueue_job
-from gateway.media.deps import StorageDep
+from gateway.media.deps import SettingsDep, StorageDep
 from gateway.media.schemas import ClusterPublic, ClusterRequest
 from gateway.storage.models import Cluster, ClusterMember, ImageEmbedding, Media
 from shared.errors import BadInput
@@ -15,7 +15,8 @@ router = APIRouter(tags=["clusters"])
 
 
 @router.post("/v1/clusters", status_code=202)
-def start_clustering(storage: StorageDep, request: ClusterRequest | None = None) -> dict[str, str]:
+def start_clustering(storage: StorageDep, settings: SettingsDep,
+                     request: ClusterRequest | None = None) -> dict[str, str]:
     """Queue a clustering job; follow it at `GET /v1/jobs/{job_id}`."""
     params = (request or ClusterRequest()).model_dump()
     with storage.db.session() as session:
@@ -26,7 +27,7 @@ def start_clustering(storage: StorageDep, request: ClusterRequest | None = None)
     if embedded < 2 or (params["k"] or 2) > embedded:
         raise BadInput(f"clustering {params['k'] or 'at least 2'} groups needs at least that many processed images; "
                        f"{embedded} have a CLIP embedding (ingest more, or lower k)")
-    return {"job_id": enqueue_job(storage, "cluster", None, params)}
+    return {"job_id": enqueue_job(storage, "cluster", None, params, settings.job_max_attempts)}
 
 
 @router.get("/v1/clusters", response_model=list[ClusterPublic])

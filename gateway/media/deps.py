@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.storage.runtime import Storage
+from gateway.storage.settings import StorageSettings
 from shared.errors import Unavailable
 
 
@@ -20,10 +21,17 @@ def get_storage(request: Request) -> Storage:
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def models_url(request: Request, storage: Storage) -> str:
+def get_settings(request: Request) -> StorageSettings:
+    return request.app.state.storage_settings
+
+
+SettingsDep = Annotated[StorageSettings, Depends(get_settings)]
+
+
+def models_url(request: Request, settings: StorageSettings) -> str:
     """Model calls go through the gateway: the configured URL, else the server answering this request."""
-    if storage.settings.gateway_url:
-        return storage.settings.gateway_url
+    if settings.gateway_url:
+        return settings.gateway_url
     host, port = request.scope.get("server") or ("127.0.0.1", 8000)
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     return f"http://{host}:{port}"

@@ -25,6 +25,7 @@ def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> No
     """Include the routers, open Postgres + Redis (embedded when unset) and migrate at start-up,
     close at shutdown, and register the Postgres and Redis entries of `GET /v1/health`."""
     settings = settings or StorageSettings()
+    app.state.storage_settings = settings
     for router in (routes.router, search_routes.router, cluster_routes.router):
         app.include_router(router)
     if not settings.storage_enabled:

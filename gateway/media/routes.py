@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 
 from gateway.media.accept import accept_upload, enqueue_job, find_by_sha
-from gateway.media.deps import StorageDep
+from gateway.media.deps import SettingsDep, StorageDep
 from gateway.media.detail import media_detail
 from gateway.media.detect import detect
 from gateway.media.schemas import JobPublic, MediaDetail, UploadAccepted
@@ -35,18 +35,20 @@ def read_capped(upload: UploadFile, limit: int) -> bytes:
 
 @router.post("/v1/media", status_code=202, response_model=UploadAccepted)
 def upload_media(
-    storage: StorageDep, file: Annotated[UploadFile, File(description="An image, audio, video or JSON file.")]
+    storage: StorageDep, settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="An image, audio, video or JSON file.")],
 ) -> UploadAccepted:
     """Store a file by its content hash and queue its ingest job; the same bytes twice give one record."""
-    data = read_capped(file, storage.settings.max_upload_bytes)
-    detected = detect(data, max_image_pixels=storage.settings.max_image_pixels)
-    return accept_upload(storage, data, detected, file.filename)
+    data = read_capped(file, settings.max_upload_bytes)
+    detected = detect(data, max_image_pixels=settings.max_image_pixels)
+    return accept_upload(storage, data, detected, file.filename, settings.job_max_attempts)
 
 
 @router.post("/v1/media/{media_id}/reprocess", status_code=202)
-def reprocess_media(media_id: str, storage: StorageDep) -> dict[str, str]:
+def reprocess_media(media_id: str, storage: StorageDep, settings: SettingsDep) -> dict[str, str]:
     """Run the item's pipeline again (e.g. once a service that was down is back)."""
-    return {"job_id": enqueue_job(storage, "ingest", media_id, {"reprocess": True}), "media_id": media_id}
+    job_id = enqueue_job(storage, "ingest", media_id, {"reprocess": True}, settings.job_max_attempts)
+    return {"job_id": job_id, "media_id": media_id}
 
 
 @router.get("/v1/media/by-sha256/{sha256}", response_model=MediaDetail)

@@ -53,7 +53,7 @@ class MediaDetail(BaseModel):
     parent_id: str | None
     created_at: datetime
     classification: dict[str, Any] | None = None
-    embedding: dict[str, Any] | None = Field(None, description="Model and dimension (the vector itself is not sent).")
+    embedding: dict[str, Any] | None = Field(default=None, description="Model and dimension (not the vector).")
     analysis: dict[str, Any] | None = None
     transcript: dict[str, Any] | None = None
     json_document: dict[str, Any] | None = None
@@ -70,7 +70,7 @@ class SearchHit(BaseModel):
     score: float = Field(description="Cosine similarity (embedding) or full-text rank (transcript, caption).")
     label: str | None = None
     snippet: str | None = None
-    parent_id: str | None = Field(None, description="For a video frame: the video it came from.")
+    parent_id: str | None = Field(default=None, description="For a video frame: the video it came from.")
 
 
 class SearchResponse(BaseModel):
@@ -82,9 +82,9 @@ class SearchResponse(BaseModel):
 
 
 class ClusterRequest(BaseModel):
-    k: int | None = Field(None, ge=2, le=500, description="Number of clusters; default sqrt(n/2).")
+    k: int | None = Field(default=None, ge=2, le=500, description="Number of clusters; default sqrt(n/2).")
     method: Literal["kmeans", "agglomerative"] = "kmeans"
-    include_frames: bool = Field(False, description="Also cluster frames sampled from videos.")
+    include_frames: bool = Field(default=False, description="Also cluster frames sampled from videos.")
 
 
 class ClusterPublic(BaseModel):

@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from gateway.media.deps import StorageDep, models_url
+from gateway.media.deps import SettingsDep, StorageDep, models_url
 from gateway.media.detect import detect
 from gateway.media.routes import read_capped
 from gateway.media.schemas import SearchHit, SearchResponse
 from gateway.pipelines.client import ModelClient, StageFailed
 from gateway.storage import search
-from gateway.storage.runtime import Storage
+from gateway.storage.settings import StorageSettings
 from shared.errors import BadInput, NotFound, Unavailable
 
 router = APIRouter(tags=["search"])
@@ -37,9 +37,8 @@ def _hits(hits: list[search.Hit]) -> list[SearchHit]:
     return out
 
 
-def _clip(request: Request, storage: Storage, path: str, payload: dict) -> list[float]:
-    client = ModelClient(models_url(request, storage), timeout_s=120.0, busy_retries=1,
-                         api_key=storage.settings.api_key)
+def _clip(request: Request, settings: StorageSettings, path: str, payload: dict) -> list[float]:
+    client = ModelClient(models_url(request, settings), timeout_s=120.0, busy_retries=1, api_key=settings.api_key)
     try:
         return client.call("clip", path, payload)["embeddings"][0]
     finally:
@@ -48,7 +47,7 @@ def _clip(request: Request, storage: Storage, path: str, payload: dict) -> list[
 
 @router.get("/v1/search", response_model=SearchResponse)
 def search_media(
-    request: Request, storage: StorageDep,
+    request: Request, storage: StorageDep, settings: SettingsDep,
     q: str | None = Query(None, max_length=1000, description="What to look for, in words."),
     kind: Kind | None = None, label: str | None = None,
     since: datetime | None = None, until: datetime | None = None,
@@ -64,10 +63,10 @@ def search_media(
         return SearchResponse(query=None, results=_hits(hits), limit=limit, offset=offset)
     if kind in (None, "image", "video"):
         try:
-            vector = _clip(request, storage, "v1/embed/text", {"texts": [q]})
+            vector = _clip(request, settings, "v1/embed/text", {"texts": [q]})
             with storage.db.session() as session:
                 hits += search.nearest_images(session, vector, filters, limit=limit, offset=offset,
-                                              ef_search=storage.settings.search_ef)
+                                              ef_search=settings.search_ef)
         except StageFailed as exc:
             degraded.append(exc.reason + " (semantic image search skipped; text search still ran)")
     with storage.db.session() as session:
@@ -78,7 +77,7 @@ def search_media(
 
 @router.post("/v1/search/image", response_model=SearchResponse)
 def search_similar(
-    request: Request, storage: StorageDep, file: Annotated[UploadFile | None, File()] = None,
+    request: Request, storage: StorageDep, settings: SettingsDep, file: Annotated[UploadFile | None, File()] = None,
     media_id: Annotated[str | None, Form()] = None,
     limit: Annotated[int, Form(ge=1, le=200)] = 20, offset: Annotated[int, Form(ge=0)] = 0,
 ) -> SearchResponse:
@@ -91,15 +90,15 @@ def search_similar(
         if vector is None:
             raise NotFound(f"media {media_id} has no stored CLIP embedding (not an image, or not processed yet)")
     else:
-        data = read_capped(file, storage.settings.max_upload_bytes)  # type: ignore[arg-type]
-        if detect(data, max_image_pixels=storage.settings.max_image_pixels).kind != "image":
+        data = read_capped(file, settings.max_upload_bytes)  # type: ignore[arg-type]
+        if detect(data, max_image_pixels=settings.max_image_pixels).kind != "image":
             raise BadInput("the uploaded file is not an image; similar-image search needs an image")
         try:
-            vector = _clip(request, storage, "v1/embed/image", {"images": [base64.b64encode(data).decode()]})
+            vector = _clip(request, settings, "v1/embed/image", {"images": [base64.b64encode(data).decode()]})
         except StageFailed as exc:
             raise Unavailable(f"{exc.reason}; similar-image search needs CLIP, retry when it is up") from exc
     with storage.db.session() as session:
         hits = search.nearest_images(session, vector, search.Filters(), limit=limit, offset=offset,
-                                     ef_search=storage.settings.search_ef, exclude=media_id)
+                                     ef_search=settings.search_ef, exclude=media_id)
     return SearchResponse(query=None, results=_hits(hits), limit=limit, offset=offset)
 

@@ -13,7 +13,7 @@ from gateway.jobs.queue import JobQueue, connect
 from gateway.jobs.store import JobStore
 from gateway.storage import db as dbmod
 from gateway.storage.media_store import MediaStore
-from gateway.storage.settings import StorageSettings
+from gateway.storage.settings import StorageConnection
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 class Storage:
     """Everything the storage routes and the worker share, built once per process."""
 
-    settings: StorageSettings
+    settings: StorageConnection
     db: dbmod.Database
     redis: redis.Redis
     queue: JobQueue
@@ -37,7 +37,7 @@ class Storage:
             server.stop()
 
 
-def open_storage(settings: StorageSettings, *, migrate: bool | None = None) -> Storage:
+def open_storage(settings: StorageConnection, *, migrate: bool | None = None) -> Storage:
     embedded: list[Any] = []
     database_url = settings.database_url
     if not database_url:

@@ -14,57 +14,67 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.settings import mediamesh_home
 
 
-class StorageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+class StorageConnection(BaseSettings):
+    """What the gateway and the worker must agree on: the servers, the queue, the media folder."""
 
-    storage_enabled: bool = Field(
-        True, description="GATEWAY_STORAGE_ENABLED=false runs a models-only gateway: no Postgres/Redis, "
-        "the media/search/cluster routes answer 503 (for scheduler-only tests and setups).",
-    )
-    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL"))
-    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL"))
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
     queue_name: str = Field(
-        "mediamesh:jobs", validation_alias=AliasChoices("MEDIAMESH_QUEUE"),
+        default="mediamesh:jobs", validation_alias=AliasChoices("MEDIAMESH_QUEUE"),
         description="Redis key prefix of the job stream; gateway and worker must agree.",
     )
-    media_dir: Path | None = Field(None, description="Content-addressed files; default MEDIAMESH_HOME/media.")
-    max_upload_bytes: int = Field(25 * 1024**2, gt=0, description="Same variable as the gateway's request cap.")
-    max_image_pixels: int = Field(40_000_000, gt=0)
-    job_max_attempts: int = Field(4, ge=1, description="Deliveries before a job ends `failed`.")
-    migrate_on_start: bool = Field(True, description="Run `alembic upgrade head` at start-up.")
-    search_ef: int = Field(100, ge=10, description="hnsw.ef_search for nearest-neighbour queries.")
+    media_dir: Path | None = Field(default=None, description="Content-addressed files; default MEDIAMESH_HOME/media.")
+    migrate_on_start: bool = Field(default=True, description="Run `alembic upgrade head` at start-up.")
     gateway_url: str | None = Field(
-        None, validation_alias=AliasChoices("GATEWAY_URL"),
+        default=None, validation_alias=AliasChoices("GATEWAY_URL"),
         description="Where model calls go (the gateway's proxy); default the gateway serving the request.",
     )
-
-    api_key: str | None = Field(None, validation_alias=AliasChoices("GATEWAY_API_KEY"),
+    api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"),
                                 description="Sent on model calls when the gateway requires a key.")
 
     def resolved_media_dir(self) -> Path:
         return (self.media_dir or mediamesh_home() / "media").expanduser()
 
 
-class WorkerSettings(StorageSettings):
+class StorageSettings(StorageConnection):
+    """The gateway's storage routes (prefix `GATEWAY_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    storage_enabled: bool = Field(
+        default=True, description="GATEWAY_STORAGE_ENABLED=false runs a models-only gateway: no Postgres/Redis, "
+        "the media/search/cluster routes answer 503 (for scheduler-only tests and setups).",
+    )
+    max_upload_bytes: int = Field(default=25 * 1024**2, gt=0, description="Same variable as the gateway's request cap.")
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    job_max_attempts: int = Field(default=4, ge=1, description="Deliveries before a job ends `failed`.")
+    search_ef: int = Field(default=100, ge=10, description="hnsw.ef_search for nearest-neighbour queries.")
+
+
+class WorkerSettings(StorageConnection):
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore")
 
-    gateway_url: str | None = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
-    consumer: str | None = Field(None, description="Consumer name in the group; default host-pid.")
-    concurrency: int = Field(1, ge=1, le=16, description="Jobs run at once by this worker.")
+    gateway_url: str | None = Field(default="http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
+    consumer: str | None = Field(default=None, description="Consumer name in the group; default host-pid.")
+    concurrency: int = Field(default=1, ge=1, le=16, description="Jobs run at once by this worker.")
     visibility_timeout_s: float = Field(
-        60.0, gt=0, description="A job whose worker stopped heart-beating this long is delivered again."
+        default=60.0, gt=0, description="A job whose worker stopped heart-beating this long is delivered again."
     )
-    backoff_base_s: float = Field(2.0, ge=0, description="Retry n waits base * 2**(n-1) seconds (capped).")
-    backoff_max_s: float = Field(300.0, ge=0)
-    reconcile_interval_s: float = Field(30.0, gt=0, description="How often lost queue entries are looked for.")
+    backoff_base_s: float = Field(default=2.0, ge=0, description="Retry n waits base * 2**(n-1) seconds (capped).")
+    backoff_max_s: float = Field(default=300.0, ge=0)
+    reconcile_interval_s: float = Field(default=30.0, gt=0, description="How often lost queue entries are looked for.")
     stale_after_s: float | None = Field(
-        None, gt=0, description="An unfinished job untouched this long, with nothing left in the queue, is queued "
-        "again (covers a Redis that lost its data); default max(3 x visibility timeout, backoff max + 60 s).",
+        default=None, gt=0, description="An unfinished job untouched this long, with nothing left in the queue, "
+        "is queued again (covers a Redis that lost its data); default max(3 x visibility timeout, backoff max + 60).",
     )
-    frame_interval_s: float = Field(2.0, gt=0, description="Video: one frame every this many seconds.")
-    max_frames: int = Field(120, ge=1)
-    model_timeout_s: float = Field(300.0, gt=0, description="Per model call through the gateway.")
-    busy_retries: int = Field(2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After.")
+    frame_interval_s: float = Field(default=2.0, gt=0, description="Video: one frame every this many seconds.")
+    max_frames: int = Field(default=120, ge=1)
+    model_timeout_s: float = Field(default=300.0, gt=0, description="Per model call through the gateway.")
+    busy_retries: int = Field(
+        default=2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After."
+    )
     log_level: str = "INFO"
 
     def resolved_stale_after_s(self) -> float:
