@@ -72,7 +72,9 @@ def test_up_ingest_search_health_and_ctrl_c(mesh: tuple[MeshUp, dict[str, int]],
         found = client.get("/v1/search", params={"q": "a black circle"}).json()
         assert body["media_id"] in [hit["media_id"] for hit in found["results"]], found
 
-    health = run_cli(["health", "--url", gateway], env={})
+    deadline = time.monotonic() + 60  # the gateway polls every 5 s; a service busy loading may lag one poll
+    while (health := run_cli(["health", "--url", gateway], env={})).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(2)
     assert health.returncode == 0, health.stdout + health.stderr
     for name in (*SERVICES, "postgres", "redis"):
         assert any(line.startswith(f"│ {name} ") and " up " in line for line in health.stdout.splitlines()), name
