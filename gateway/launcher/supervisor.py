@@ -48,7 +48,7 @@ class Supervisor:
         self.should_stop = should_stop
         self.children = [ChildProcess(spec, log_dir / f"{spec.name}.log", env, cwd) for spec in plan.processes]
         self.started_at: dict[str, float] = {}
-        self.http = httpx.Client(timeout=1.0)
+        self.http = httpx.Client(timeout=1.0, trust_env=False)  # local addresses: never through a proxy
 
     def start_all(self) -> None:
         """Start every child that waits for nobody; the others start from tick() once theirs is up."""
