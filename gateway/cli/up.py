@@ -109,13 +109,14 @@ def _supervise(supervisor: Supervisor, home: Path, wait_s: float) -> None:
     supervisor.start_all()
     all_up = supervisor.wait_until_up(wait_s)
     if not supervisor.should_stop():
-        _announce(all_up, home, wait_s)
+        gateway = next((c.spec.base_url(supervisor.host) for c in supervisor.children if c.name == "gateway"), None)
+        _announce(all_up, home, wait_s, gateway)
         supervisor.supervise()
 
 
-def _announce(all_up: bool, home: Path, wait_s: float) -> None:
+def _announce(all_up: bool, home: Path, wait_s: float, gateway_url: str | None) -> None:
     if all_up:
-        console.print("[bold green]mediamesh is up.[/]")
+        console.print("[bold green]mediamesh is up.[/]" + (f" Gateway: {gateway_url}" if gateway_url else ""))
     else:
         console.print(f"[yellow]not everything is up after {wait_s:.0f}s[/]; the launcher keeps trying "
                       "and restarts what dies.")
