@@ -59,13 +59,25 @@ def check_hub(settings: HubSettings) -> None:
                              f"({type(exc).__name__}: {exc or 'no answer'})") from exc
 
 
+def ignore_patterns_for(files: list[str]) -> list[str]:
+    """What not to download from a repository with these files: other frameworks' weights, and the
+    pickled `*.bin` duplicates when safetensors are there (BLIP-2 ships both: 15 GB each)."""
+    patterns = list(IGNORE_PATTERNS)
+    if any(name.endswith(".safetensors") for name in files):
+        patterns.append("*.bin")
+    return patterns
+
+
 def pull_model(repo_id: str, target: Path, *, endpoint: str | None = None,
-               download: Downloader | None = None) -> Path:
-    """Download repo_id into target (replacing what is there) through a resumable partial folder."""
+               download: Downloader | None = None, files: list[str] | None = None) -> Path:
+    """Download repo_id into target (replacing what is there) through a resumable partial folder.
+
+    `files`: the repository's file list, when known, to skip duplicate weight formats.
+    """
     download = download or _snapshot_download()
     partial = target.parent / f".{target.name}.partial"
     partial.mkdir(parents=True, exist_ok=True)
-    download(repo_id=repo_id, local_dir=partial, endpoint=endpoint, ignore_patterns=IGNORE_PATTERNS)
+    download(repo_id=repo_id, local_dir=partial, endpoint=endpoint, ignore_patterns=ignore_patterns_for(files or []))
     shutil.rmtree(partial / ".cache", ignore_errors=True)  # the hub's resume bookkeeping, done with
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     (partial / HUB_MARKER).write_text(f"{repo_id}\npulled from {endpoint or 'the Hugging Face hub'} at {stamp}\n")
@@ -75,6 +87,12 @@ def pull_model(repo_id: str, target: Path, *, endpoint: str | None = None,
         target.unlink()
     partial.rename(target)
     return target
+
+
+def list_repo_files(repo_id: str, endpoint: str) -> list[str]:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint).list_repo_files(repo_id)
 
 
 def _snapshot_download() -> Downloader:

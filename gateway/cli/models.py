@@ -10,7 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.cli.hub import HubSettings, HubUnreachable, check_hub, hub_error_message, pull_model, pulled_from
+from gateway.cli.hub import (
+    HubSettings,
+    HubUnreachable,
+    check_hub,
+    hub_error_message,
+    list_repo_files,
+    pull_model,
+    pulled_from,
+)
 from services.catalog import SERVICES
 from shared.settings import HomeSettings
 
@@ -119,7 +127,8 @@ def pull(
         repo_id = settings.model_id(name)
         console.print(f"pulling [bold]{name}[/] from {repo_id} …")
         try:
-            path = pull_model(repo_id, folder / name, endpoint=settings.hub_endpoint)
+            files = list_repo_files(repo_id, settings.hub_endpoint)
+            path = pull_model(repo_id, folder / name, endpoint=settings.hub_endpoint, files=files)
         except Exception as exc:  # one failed pull must not stop the others; each is reported
             console.print(f"[red]{name}: {hub_error_message(exc, repo_id)}[/]")
             failed.append(name)

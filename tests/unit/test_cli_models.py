@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli.hub import HUB_MARKER, pull_model, pulled_from
+from gateway.cli.hub import HUB_MARKER, ignore_patterns_for, pull_model, pulled_from
 from gateway.cli.main import app
 from gateway.cli.models import TINY_MARKER
 from tests.support.processes import free_port
@@ -90,6 +90,12 @@ def test_pull_model_replaces_a_tiny_model_and_records_where_it_came_from(tmp_pat
     assert sorted(p.name for p in target.iterdir()) == [HUB_MARKER, "config.json", "model.safetensors"]
     assert pulled_from(target) == "openai/clip-vit-base-patch32"
     assert not (tmp_path / ".clip.partial").exists()
+
+
+def test_duplicate_pickled_weights_are_skipped_only_when_safetensors_exist() -> None:
+    assert "*.bin" in ignore_patterns_for(["config.json", "model-00001-of-00002.safetensors", "pytorch_model.bin"])
+    assert "*.bin" not in ignore_patterns_for(["config.json", "model.bin", "vocabulary.txt"])  # CTranslate2 Whisper
+    assert {"*.msgpack", "tf_model*", "*.onnx"} <= set(ignore_patterns_for([]))
 
 
 def test_a_failed_pull_leaves_the_working_model_in_place(tmp_path: Path) -> None:
