@@ -43,7 +43,7 @@ class Worker:
         reconciles = consumer.endswith("-0")  # one thread per worker looks for lost jobs
         next_reconcile = 0.0
         models = ModelClient(self.settings.gateway_url or "http://127.0.0.1:8000", self.settings.model_timeout_s,
-                             self.settings.busy_retries, self.settings.api_key)
+                             self.settings.busy_retries, self.settings.api_key, self.settings.gateway_wait_s)
         visibility_ms = int(self.settings.visibility_timeout_s * 1000)
         try:
             while not self.stopping.is_set():

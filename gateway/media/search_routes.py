@@ -13,7 +13,7 @@ from gateway.media.deps import SettingsDep, StorageDep, models_url
 from gateway.media.detect import detect
 from gateway.media.routes import read_capped
 from gateway.media.schemas import SearchHit, SearchResponse
-from gateway.pipelines.client import ModelClient, StageFailed
+from gateway.pipelines.client import GatewayUnreachable, ModelClient, StageFailed
 from gateway.storage import search
 from gateway.storage.settings import StorageSettings
 from shared.errors import BadInput, NotFound, Unavailable
@@ -38,9 +38,12 @@ def _hits(hits: list[search.Hit]) -> list[SearchHit]:
 
 
 def _clip(request: Request, settings: StorageSettings, path: str, payload: dict) -> list[float]:
-    client = ModelClient(models_url(request, settings), timeout_s=120.0, busy_retries=1, api_key=settings.api_key)
+    client = ModelClient(models_url(request, settings), timeout_s=120.0, busy_retries=1, api_key=settings.api_key,
+                         gateway_wait_s=0.0)
     try:
         return client.call("clip", path, payload)["embeddings"][0]
+    except GatewayUnreachable as exc:
+        raise StageFailed("clip", str(exc)) from exc
     finally:
         client.close()
 

@@ -72,6 +72,10 @@ class WorkerSettings(StorageConnection):
     frame_interval_s: float = Field(default=2.0, gt=0, description="Video: one frame every this many seconds.")
     max_frames: int = Field(default=120, ge=1)
     model_timeout_s: float = Field(default=300.0, gt=0, description="Per model call through the gateway.")
+    gateway_wait_s: float = Field(
+        default=30.0, ge=0, description="How long a model call waits for an unreachable gateway before the job "
+        "is retried later (the item is not stored degraded because the gateway restarted).",
+    )
     busy_retries: int = Field(
         default=2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After."
     )

@@ -13,6 +13,7 @@ import redis
 
 from gateway.storage.media_store import MediaStore
 from tests.support import media_samples as samples
+from tests.support.processes import free_port
 from tests.support.storage_env import Stack, WorkerProcess, shared_postgres, start_stack
 
 
@@ -66,6 +67,24 @@ def test_failing_job_retries_with_backoff_then_fails_visibly(stack: Stack) -> No
     assert elapsed.total_seconds() >= 0.2 + 0.4 + 0.8  # three backoffs: base 0.2 s, doubling
     media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
     assert media["status"] == "failed" and "FileNotFoundError" in media["degraded_reasons"][-1]
+
+
+def test_unreachable_gateway_retries_the_job_instead_of_degrading_it(stack: Stack) -> None:
+    stack.worker.stop()
+    accepted = upload(stack, samples.png("yellow", seed=17))
+    stack.env.update(GATEWAY_URL=f"http://127.0.0.1:{free_port()}", WORKER_GATEWAY_WAIT_S="0.3")
+    try:
+        restart_worker(stack, "no-gateway")
+        job = stack.wait_job(accepted["job_id"], timeout_s=60)
+    finally:
+        stack.env.update(GATEWAY_URL=stack.url)
+        del stack.env["WORKER_GATEWAY_WAIT_S"]
+        restart_worker(stack, "gateway-back")
+    assert job["state"] == "failed" and job["attempts"] == 4 and "GatewayUnreachable" in job["error"]
+    rerun = httpx.post(f"{stack.url}/v1/media/{accepted['media_id']}/reprocess", timeout=30).json()
+    assert stack.wait_job(rerun["job_id"])["state"] == "done"
+    media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
+    assert media["status"] == "ready" and media["degraded_reasons"] == []
 
 
 def test_job_whose_queue_entry_redis_lost_is_requeued_from_postgres(stack: Stack) -> None:
