@@ -111,7 +111,19 @@ def plan_mesh(options: PlanOptions) -> MeshPlan:
             plan.processes.append(_worker_spec(options))
         else:
             plan.skipped.append("worker: gateway/worker is not in this tree yet")
+    _check_distinct_ports(plan)
     return plan
+
+
+def _check_distinct_ports(plan: MeshPlan) -> None:
+    seen: dict[int, str] = {}
+    for process in plan.processes:
+        if process.port is None:
+            continue
+        if process.port in seen:
+            raise ValueError(f"{seen[process.port]} and {process.name} would both listen on port {process.port}; "
+                             f"give one another port with --port {process.name}=<port>")
+        seen[process.port] = process.name
 
 
 def _service_spec(name: str, options: PlanOptions) -> ProcessSpec:

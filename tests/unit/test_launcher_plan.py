@@ -50,6 +50,12 @@ def test_unknown_names_are_refused_with_the_choices(tmp_path: Path) -> None:
         plan_mesh(PlanOptions(home=tmp_path, ports={"redis": 6380}))
 
 
+def test_two_processes_on_one_port_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cnn and clip would both listen on port 8004"):
+        plan_mesh(PlanOptions(home=tmp_path, only=["cnn", "clip"], gateway=False, worker=False,
+                              ports={"clip": 8004}))
+
+
 def test_a_taken_port_is_named_with_its_owner() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
