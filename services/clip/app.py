@@ -6,15 +6,12 @@ import time
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Request
-from PIL import Image
 from prometheus_client import Counter
-from starlette.concurrency import run_in_threadpool
 
 from services.clip.label_cache import LabelKey
-from services.clip.model import ClipModel
+from services.clip.model import ClipModel, ImagePayload
 from services.clip.settings import ClipSettings
-from shared.errors import BadInput
-from shared.imaging import decode_image_base64
+from shared.errors import BadInput, ServiceError
 from shared.lifecycle import ModelLifecycle
 from shared.schemas.clip import (
     EmbedResponse,
@@ -30,20 +27,16 @@ from shared.service import LifecycleDep, create_service_app
 router = APIRouter(tags=["clip"])
 
 
-def decode_all(images: list[str], max_pixels: int) -> list[Image.Image]:
-    return [decode_image_base64(data, max_pixels=max_pixels, name=f"images[{i}]") for i, data in enumerate(images)]
-
-
 async def image_embeddings(
     lifecycle: ModelLifecycle[ClipModel], request: Request, images: list[str]
 ) -> list[np.ndarray]:
-    """Decode and preprocess in one worker-thread hop, then embed through the batcher."""
-    model = lifecycle.model
-
-    def prepare() -> list[np.ndarray]:
-        return model.preprocess(decode_all(images, model.settings.max_image_pixels))
-
-    return await request.app.state.image_batcher.submit_many(await run_in_threadpool(prepare))
+    """Embed through the batcher, which also decodes and preprocesses (see `ClipModel.embed_payloads`)."""
+    named = [ImagePayload(f"images[{i}]", data) for i, data in enumerate(images)]
+    results = await request.app.state.image_batcher.submit_many(named)
+    for result in results:
+        if isinstance(result, ServiceError):
+            raise result
+    return results
 
 
 def check_labels(labels: list[str], template: str) -> LabelKey:
@@ -122,7 +115,8 @@ def create_app() -> FastAPI:
     wait_s = settings.batch_timeout_ms / 1000
     # max_batch_size=1 turns batching off: every image and text runs on its own.
     app.state.image_batcher = lifecycle.batched(
-        lambda arrays: lifecycle.model.embed_images(arrays), max_batch_size=settings.max_batch_size, max_wait_s=wait_s
+        lambda payloads: lifecycle.model.embed_payloads(payloads), max_batch_size=settings.max_batch_size,
+        max_wait_s=wait_s,
     )
     app.state.text_batcher = lifecycle.batched(
         lambda texts: lifecycle.model.embed_texts(texts), max_batch_size=settings.max_batch_size, max_wait_s=wait_s

@@ -6,7 +6,7 @@ seconds are the weights' and not the library's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -15,7 +15,14 @@ from transformers import CLIPModel, CLIPProcessor
 
 from services.clip.label_cache import LabelEmbeddingCache
 from services.clip.settings import ClipSettings
+from shared.errors import ServiceError
+from shared.imaging import decode_image_base64
 from shared.served_model import ServedModel
+
+
+class ImagePayload(NamedTuple):
+    name: str  # how error messages call it, e.g. images[3]
+    data: str  # base64
 
 
 class ClipModel(ServedModel):
@@ -67,6 +74,24 @@ class ClipModel(ServedModel):
         """Each image → its own CHW pixel array (resize, crop, normalise), ready to be batched."""
         pixels = self.processor.image_processor(images=images, return_tensors="np")["pixel_values"]
         return [np.asarray(p, dtype=np.float32) for p in pixels]
+
+    def embed_payloads(self, payloads: list[ImagePayload]) -> list[np.ndarray | ServiceError]:
+        """Decode, preprocess and embed one batch; a bad image fails only its own request.
+
+        Decoding here, on the inference thread, rather than before the batcher, lets a burst of
+        requests reach the batcher together instead of spread over their decoding times.
+        """
+        arrays: list[np.ndarray] = []
+        results: list[np.ndarray | ServiceError | None] = []
+        for payload in payloads:
+            try:
+                image = decode_image_base64(payload.data, max_pixels=self.settings.max_image_pixels, name=payload.name)
+                arrays.extend(self.preprocess([image]))
+                results.append(None)
+            except ServiceError as exc:
+                results.append(exc)
+        embedded = iter(self.embed_images(arrays) if arrays else [])
+        return [next(embedded) if result is None else result for result in results]
 
     def embed_images(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         model = self._loaded()

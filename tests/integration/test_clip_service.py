@@ -101,6 +101,16 @@ def test_batched_answers_equal_unbatched(client: httpx.Client, kind: str) -> Non
     assert float(re.search(r"^mediamesh_batch_size_sum (\S+)", metrics, re.M).group(1)) > batches
 
 
+def test_a_bad_image_fails_only_its_own_request_in_a_shared_batch(client: httpx.Client) -> None:
+    expected = embed(client, "image", IMAGES[:4])
+    bodies = [[image] for image in IMAGES[:2]] + [[base64.b64encode(b"junk").decode()]] + [[i] for i in IMAGES[2:4]]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda images: client.post("/v1/embed/image", json={"images": images}), bodies))
+    assert [a.status_code for a in answers] == [200, 200, 415, 200, 200]
+    got = np.array([a.json()["embeddings"][0] for a in answers if a.status_code == 200])
+    assert np.abs(got - expected).max() < 1e-5
+
+
 def test_zero_shot_matches_embeddings_and_caches_label_prompts(client: httpx.Client) -> None:
     before = cache_stats(client)
     answer = zero_shot(client, IMAGES[:2], LABELS)
