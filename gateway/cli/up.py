@@ -73,8 +73,7 @@ def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait
     try:
         if not _ensure_models(plan, home / "models", home / "logs", stop):
             return 0 if stop.requested else 1
-        env = {**os.environ, "MEDIAMESH_HOME": str(home)}
-        env.setdefault("HF_HUB_OFFLINE", "1")  # services load from MEDIAMESH_HOME/models, never the hub
+        env = _child_env({"MEDIAMESH_HOME": str(home)})
         if plan.needs_infrastructure and not stop.requested:
             env.update(_start_infrastructure(infra))
         if not stop.requested:
@@ -95,6 +94,12 @@ def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait
             signal.signal(sig, handler)
     console.print("mediamesh stopped; no process left running.")
     return 0
+
+
+def _child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env.setdefault("HF_HUB_OFFLINE", "1")  # models are built or loaded from MEDIAMESH_HOME/models, never the hub
+    return env
 
 
 def _start_infrastructure(infra: Infrastructure) -> dict[str, str]:
@@ -141,7 +146,7 @@ def _ensure_models(plan: MeshPlan, models: Path, log_dir: Path, stop: StopFlag) 
     argv = [sys.executable, "-c", "from gateway.cli.main import app; app()", "models", "tiny", "--dest", str(models)]
     argv += [arg for name in buildable for arg in ("--only", name)]
     with console.status(f"no models yet: building tiny offline models for {', '.join(buildable)} (log: {log})…"):
-        code = run_until_stopped(argv, log, PROJECT_ROOT, lambda: stop.requested)
+        code = run_until_stopped(argv, log, PROJECT_ROOT, _child_env({}), lambda: stop.requested)
     if code != 0:
         if not stop.requested:
             console.print(f"[red]building the tiny models failed (exit {code}); see {log}[/]")

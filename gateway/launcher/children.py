@@ -109,12 +109,12 @@ def stop_all(children: Iterable[ChildProcess], timeout_s: float) -> list[str]:
     return killed
 
 
-def run_until_stopped(argv: list[str], log_path: Path, cwd: Path, should_stop: Callable[[], bool],
-                      poll_s: float = 0.2) -> int:
+def run_until_stopped(argv: list[str], log_path: Path, cwd: Path, env: Mapping[str, str],
+                      should_stop: Callable[[], bool], poll_s: float = 0.2) -> int:
     """Run a one-off command (output appended to log_path); SIGTERM its group if a stop is requested."""
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     while proc.poll() is None:
         if should_stop():
             os.killpg(proc.pid, signal.SIGTERM)
