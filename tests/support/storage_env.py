@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +32,10 @@ _redis_url: str | None = None
 def shared_postgres() -> EmbeddedPostgres:
     global _postgres
     if _postgres is None:
-        _postgres = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="mm-pg-")) / "pg")
+        folder = Path(tempfile.mkdtemp(prefix="mm-pg-"))
+        _postgres = EmbeddedPostgres(folder / "pg")
         _postgres.start()
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # runs after the stop below (LIFO)
         atexit.register(_postgres.stop, force=True)
     return _postgres
 
