@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import statistics
 import tempfile
 import threading
@@ -34,9 +35,8 @@ CLIENTS, ROUNDS = 16, 3
 # Requests per client per round. Batching off is ~5x slower here, so it sends one wave, not two,
 # to keep the benchmark near five minutes on 2 busy cores (throughput is per image either way).
 PER_CLIENT = {"offline batch of 16": 2, "service, batching on": 2, "service, batching off": 1}
-# A wave of 16 requests arrives spread over tens of ms on 2 busy cores (HTTP, base64, JPEG decode,
-# resize); a 5 ms wait cuts it into a small batch and a big one, so the benchmark sets 50 ms.
-BATCH_WAIT_MS = 50
+# The batch wait the services run with (the default); overridable to see its effect.
+BATCH_WAIT_MS = float(os.environ.get("BENCH_CLIP_BATCH_WAIT_MS", ClipSettings().batch_timeout_ms))
 APP = "services.clip.app:create_app"
 
 
@@ -138,7 +138,7 @@ def report(results: dict[str, list[float]], device: str, mean_batch: float) -> s
 CLIP with ViT-B/32 towers (random weights), {device}; 640x480 JPEGs; {CLIENTS} client threads each sending
 one-image `POST /v1/embed/image` requests back to back (2 per client per round; 1 with batching off);
 the offline baseline decodes, preprocesses and embeds the same images as 2 batches of {CLIENTS} in this
-process. Batching on: `CLIP_MAX_BATCH_SIZE=16`, `CLIP_BATCH_TIMEOUT_MS={BATCH_WAIT_MS}` (mean batch
+process. Batching on: `CLIP_MAX_BATCH_SIZE=16`, `CLIP_BATCH_TIMEOUT_MS={BATCH_WAIT_MS:g}` (mean batch
 {mean_batch:.1f} images); off: `CLIP_MAX_BATCH_SIZE=1`. Median of {ROUNDS} alternating rounds after a warm-up.
 
 | way | images/s (median) | rounds |
@@ -165,7 +165,7 @@ def main() -> None:
     services: list[ServiceProcess] = []
     with tempfile.TemporaryDirectory() as logs:
         try:
-            common = {"CLIP_MODEL_PATH": str(folder), "CLIP_BATCH_TIMEOUT_MS": str(BATCH_WAIT_MS)}
+            common = {"CLIP_MODEL_PATH": str(folder), "CLIP_BATCH_TIMEOUT_MS": f"{BATCH_WAIT_MS:g}"}
             on = start_service({**common, "CLIP_MAX_BATCH_SIZE": str(CLIENTS)}, Path(logs) / "on.log")
             services.append(on)
             off = start_service({**common, "CLIP_MAX_BATCH_SIZE": "1"}, Path(logs) / "off.log")
