@@ -7,6 +7,7 @@ thought it loaded has restarted: re-read its state and try once more.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -82,7 +83,14 @@ class ServiceDispatcher:
             await self.registry.budget.acquire(name)
             release = Release(self, name)
             upstream = await self._send(name, path, content, headers, query, release)
-            if upstream.response.status_code != 503 or attempt == 1 or not await self._restarted(name):
+            if upstream.response.status_code != 503 or attempt == 1:
+                return upstream
+            try:
+                restarted = await self._restarted(name)
+            except BaseException:
+                await asyncio.shield(upstream.close())
+                raise
+            if not restarted:
                 return upstream
             await upstream.close()
         raise AssertionError("unreachable")
@@ -101,6 +109,9 @@ class ServiceDispatcher:
             await release()
             await self.registry.refresh(name)
             raise ServiceDown(name, self.registry.record(name).endpoint.url, exc) from exc
+        except BaseException:  # cancelled (the caller went away): never leave the model held
+            await asyncio.shield(release())
+            raise
         return Upstream(response, release)
 
     async def _restarted(self, name: str) -> bool:

@@ -60,7 +60,8 @@ class ServiceRegistry:
         self.settings = settings
         self.client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # idle connections are dropped before uvicorn's own 5 s keep-alive closes them under us
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=2.0),
         )
         self.records = {name: ServiceRecord(name, ep) for name, ep in settings.services.items()}
         self.budget = MemoryBudget(
@@ -163,10 +164,15 @@ class ServiceRegistry:
 
     async def _lifecycle_call(self, name: str, path: str) -> dict[str, object]:
         url = self.url(name, path)
-        try:
-            answer = await self.client.post(url, timeout=self.settings.load_timeout_s)
-        except httpx.HTTPError as exc:
-            raise ServiceDown(name, self.record(name).endpoint.url, exc) from exc
+        for attempt in range(2):  # load and unload are idempotent: a dropped connection is retried once
+            try:
+                answer = await self.client.post(url, timeout=self.settings.load_timeout_s)
+                break
+            except (httpx.RemoteProtocolError, httpx.ConnectError) as exc:
+                if attempt == 1:
+                    raise ServiceDown(name, self.record(name).endpoint.url, exc) from exc
+            except httpx.HTTPError as exc:
+                raise ServiceDown(name, self.record(name).endpoint.url, exc) from exc
         if answer.status_code >= 400:
             raise ServiceError(f"service '{name}' answered {answer.status_code} to {path}: {_detail(answer)}")
         return answer.json()

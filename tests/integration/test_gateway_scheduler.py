@@ -141,10 +141,18 @@ def test_concurrent_requests_keep_the_budget(gw: httpx.Client) -> None:
     assert 0 < peak <= 17 * MB
 
 
+def test_a_client_that_gives_up_does_not_keep_the_model_busy(gw: httpx.Client) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        gw.post("/v1/services/a/v1/predict", json={"x": 1, "hold_s": 1.0}, timeout=0.3)
+    wait_until(lambda: all(m["in_flight"] == 0 for m in gw.get("/v1/models").json()["models"]), timeout_s=5)
+    assert gw.post("/v1/models/a/unload").json()["state"] == "unloaded"
+
+
 def test_manual_load_and_unload(gw: httpx.Client) -> None:
     loaded = gw.post("/v1/models/b/load")
     assert loaded.status_code == 200 and loaded.json()["state"] == "loaded"
     unloaded = gw.post("/v1/models/b/unload").json()
+    assert "state" in unloaded, unloaded
     assert unloaded["state"] == "unloaded" and unloaded["reserved_bytes"] == 0
     missing = gw.post("/v1/models/nope/load")
     assert missing.status_code == 404 and "known services: a, b, c, p" in missing.json()["detail"]
