@@ -169,6 +169,7 @@ def ppm_b64() -> str:
         ("/v1/embed/image", {"images": ["%%not base64%%"]}, 422, "not valid base64"),
         ("/v1/embed/image", {"images": IMAGES[:1] * 65}, 422, "at most 64"),
         ("/v1/embed/text", {"texts": []}, 422, "at least 1"),
+        ("/v1/zero-shot", {"images": IMAGES[:1]}, 422, "Field required"),
         ("/v1/zero-shot", {"images": IMAGES[:1], "labels": ["cat"]}, 422, "at least 2"),
         ("/v1/zero-shot", {"images": IMAGES[:1], "labels": ["cat", " "]}, 422, "empty"),
         ("/v1/zero-shot", {"images": IMAGES[:1], "labels": ["cat", "cat"]}, 422, "duplicates"),
@@ -176,7 +177,8 @@ def ppm_b64() -> str:
         ("/v1/zero-shot", {"images": ["%%"], "labels": ["cat", "dog"]}, 422, "not valid base64"),
     ],
     ids=["not-an-image", "truncated", "decompression-bomb", "unsupported-format", "bad-base64", "too-many-images",
-         "no-texts", "one-label", "empty-label", "duplicate-labels", "template-without-slot", "zero-shot-bad-image"],
+         "no-texts", "no-labels", "one-label", "empty-label", "duplicate-labels", "template-without-slot",
+         "zero-shot-bad-image"],
 )
 def test_bad_input_gets_a_clear_4xx(client: httpx.Client, path: str, body: dict, status: int, phrase: str) -> None:
     answer = client.post(path, json=body)
