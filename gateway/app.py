@@ -87,6 +87,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             for hook in reversed(app.state.on_shutdown):
                 await hook(app)
+            await app.state.dispatcher.close()
             await registry.stop()
 
     app = FastAPI(title="mediamesh gateway", lifespan=lifespan)

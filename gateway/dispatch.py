@@ -3,17 +3,22 @@
 The proxy route and the cascade both go through here: hold the model (loading it and making
 room if needed), send, release. A service that answers "not loaded" although the gateway
 thought it loaded has restarted: re-read its state and try once more.
+
+Task calls use aiohttp rather than the registry's httpx client: it costs about a quarter of the
+CPU per request (0.2 vs 0.8 ms here), and the gateway sits in front of every model call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
+from yarl import URL
 
-from gateway.registry import ServiceDown, ServiceRegistry, _detail
+from gateway.registry import ServiceDown, ServiceRegistry
 from shared.errors import ServiceError
 
 FORWARD_REQUEST_HEADERS = ("content-type", "accept", "accept-language")
@@ -24,7 +29,7 @@ class UpstreamError(ServiceError):
     """A service's own 4xx/5xx, passed on with its status and message."""
 
     def __init__(self, name: str, status_code: int, detail: str, headers: Mapping[str, str]) -> None:
-        super().__init__(f"{name}: {detail}", headers={k: v for k, v in headers.items() if k == "retry-after"})
+        super().__init__(f"{name}: {detail}", headers={k: v for k, v in headers.items() if k.lower() == "retry-after"})
         self.status_code = status_code
 
 
@@ -32,8 +37,16 @@ class UpstreamError(ServiceError):
 class Upstream:
     """An answer from a service whose model is still held until `close()`."""
 
-    response: httpx.Response
+    response: aiohttp.ClientResponse
     release: Release
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
 
     @property
     def headers(self) -> dict[str, str]:
@@ -41,19 +54,19 @@ class Upstream:
 
     async def body(self) -> bytes:
         try:
-            return b"".join([chunk async for chunk in self.response.aiter_raw()])
+            return await self.response.read()
         finally:
             await self.close()
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.response.aiter_raw():
+            async for chunk in self.response.content.iter_any():
                 yield chunk
         finally:
             await self.close()
 
     async def close(self) -> None:
-        await self.response.aclose()
+        self.response.release()
         await self.release()
 
 
@@ -70,7 +83,25 @@ class Release:
 class ServiceDispatcher:
     def __init__(self, registry: ServiceRegistry) -> None:
         self.registry = registry
-        self.timeout = httpx.Timeout(registry.settings.request_timeout_s, connect=5.0).as_dict()
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Created on first use, inside the running event loop; one keep-alive pool for all services."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # idle connections are dropped before uvicorn's own 5 s keep-alive closes them under us
+                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=2.0),
+                timeout=aiohttp.ClientTimeout(total=self.registry.settings.request_timeout_s, sock_connect=5.0),
+                cookie_jar=aiohttp.DummyCookieJar(),  # never carry one caller's cookies to the next
+                auto_decompress=False,  # bodies pass through as the service sent them
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def open(
         self, name: str, path: str, *, content: bytes, headers: Mapping[str, str], query: str = ""
@@ -83,7 +114,7 @@ class ServiceDispatcher:
             await self.registry.budget.acquire(name)
             release = Release(self, name)
             upstream = await self._send(name, path, content, headers, query, release)
-            if upstream.response.status_code != 503 or attempt == 1:
+            if upstream.status_code != 503 or attempt == 1:
                 return upstream
             try:
                 restarted = await self._restarted(name)
@@ -98,14 +129,11 @@ class ServiceDispatcher:
     async def _send(
         self, name: str, path: str, content: bytes, headers: Mapping[str, str], query: str, release: Release
     ) -> Upstream:
-        url = self.registry.url(name, path) + (f"?{query}" if query else "")
+        url = URL(self.registry.url(name, path) + (f"?{query}" if query else ""), encoded=True)
         forwarded = {k: v for k, v in headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
-        # a bare Request, not client.build_request: no merging of client URL, params or cookies per call
-        request = httpx.Request("POST", url, content=content, headers=forwarded,
-                                extensions={"timeout": self.timeout})
         try:
-            response = await self.registry.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self.session.post(url, data=content, headers=forwarded)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             await release()
             await self.registry.refresh(name)
             raise ServiceDown(name, self.registry.record(name).endpoint.url, exc) from exc
@@ -120,16 +148,19 @@ class ServiceDispatcher:
 
     async def post_json(self, name: str, path: str, payload: object) -> dict[str, object]:
         """For the gateway's own calls (the cascade): JSON in, JSON out, service errors raised."""
-        import json
-
         upstream = await self.open(
             name, path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"}
         )
         body = await upstream.body()
-        if upstream.response.status_code >= 400:
-            raise UpstreamError(name, upstream.response.status_code, _detail_bytes(body), upstream.response.headers)
-        return httpx.Response(200, content=body).json()
+        if upstream.status_code >= 400:
+            raise UpstreamError(name, upstream.status_code, _detail_bytes(body), upstream.headers)
+        answer: dict[str, object] = json.loads(body)
+        return answer
 
 
 def _detail_bytes(body: bytes) -> str:
-    return _detail(httpx.Response(500, content=body))
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body[:500].decode(errors="replace")
+    return str(parsed.get("detail", parsed)) if isinstance(parsed, dict) else str(parsed)

@@ -25,10 +25,9 @@ async def proxy(name: str, path: str, request: Request) -> Response:
     upstream = await get_dispatcher(request).open(
         name, path, content=await request.body(), headers=request.headers, query=request.url.query
     )
-    response = upstream.response
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
+    if upstream.content_type.startswith("text/event-stream"):
         # the background close also runs when the client goes away mid-stream: the model is released
-        return StreamingResponse(upstream.stream(), status_code=response.status_code, headers=upstream.headers,
+        return StreamingResponse(upstream.stream(), status_code=upstream.status_code, headers=upstream.headers,
                                  background=BackgroundTask(upstream.close))
     body = await upstream.body()
-    return Response(body, status_code=response.status_code, headers=upstream.headers)
+    return Response(body, status_code=upstream.status_code, headers=upstream.headers)
