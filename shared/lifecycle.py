@@ -125,7 +125,9 @@ class ModelLifecycle(Generic[M]):
                 self._unloading = False
             self.metrics.observe_unload(after)
             log.info("unloaded %s, freed %d bytes", self.name, before - after)
-            return UnloadResult(name=self.name, state=self.state, freed_bytes=max(before - after, 0), memory_bytes=after)
+            return UnloadResult(
+                name=self.name, state=self.state, freed_bytes=max(before - after, 0), memory_bytes=after
+            )
 
     def _drop_weights(self) -> None:
         self.model.unload()

@@ -31,7 +31,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str], P
             env = {f"{prefix}_MODEL_PATH": str(tiny_model(name)), f"{prefix}_DEVICE": "cpu"}
             services[name] = stack.enter_context(
                 ServiceProcess(f"services.{name}.app:create_app", env, folder / f"{name}.log"))
-        env = {"DATABASE_URL": fresh_database(), "REDIS_URL": shared_redis_url(), "MEDIAMESH_QUEUE": f"real:{id(folder)}",
+        env = {"DATABASE_URL": fresh_database(), "REDIS_URL": shared_redis_url(),
+               "MEDIAMESH_QUEUE": f"real:{id(folder)}",
                "MEDIAMESH_HOME": str(folder / "home"), "GATEWAY_POLL_INTERVAL_S": "1",
                "GATEWAY_SERVICES": json.dumps({n: {"url": p.url, "kind": n} for n, p in services.items()}),
                "WORKER_FRAME_INTERVAL_S": "1.0", "WORKER_MODEL_TIMEOUT_S": "240"}
