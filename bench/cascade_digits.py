@@ -9,6 +9,7 @@ always escalating. Targets: >= 99 % of always-escalate accuracy with <= 30 % esc
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from gateway.cascade.fusion import fuse
 from gateway.cascade.strategy import decide
 
 SEED = 0
+ESCALATION_BUDGET = 0.25
 WEIGHTS = (0.3, 0.7)  # fusion weights of the small and the large stage when escalated
 
 
@@ -38,8 +40,9 @@ def large_cnn() -> nn.Module:
     )
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
-    torch.manual_seed(SEED)
+def train(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
+    torch.manual_seed(SEED)  # before the model exists, so its initial weights are the same every run
+    model = make()
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(epochs):
         model.train()
@@ -94,14 +97,14 @@ def main() -> None:
     train_idx, rest = train_test_split(idx, train_size=0.5, stratify=y_all, random_state=SEED)
     val_idx, test_idx = train_test_split(rest, train_size=0.5, stratify=y_all[rest], random_state=SEED)
     xt, yt = x_all[train_idx], torch.tensor(y_all[train_idx])
-    small = train(small_cnn(), xt, yt, epochs=30)
-    large = train(large_cnn(), xt, yt, epochs=40)
+    small = train(small_cnn, xt, yt, epochs=30)
+    large = train(large_cnn, xt, yt, epochs=40)
 
     val = samples(small, large, x_all[val_idx], y_all[val_idx])
-    always_val = curve(val, [1.01])[0].accuracy
-    targets = [Target("accuracy", ">=", 0.995 * always_val), Target.parse("escalation<=0.30")]
-    chosen = choose(curve(val), targets) or choose(curve(val), targets[1:])
-    assert chosen is not None, "no threshold keeps escalation <= 30 % on the validation split"
+    # The most accurate threshold within an escalation budget, with a margin below the 30 % target
+    # so that the share escalated on unseen images stays under it.
+    chosen = choose(curve(val), [Target.parse(f"escalation<={ESCALATION_BUDGET}")])
+    assert chosen is not None, f"no threshold keeps escalation <= {ESCALATION_BUDGET:.0%} on the validation split"
 
     x_test, y_test = x_all[test_idx], y_all[test_idx]
     run_cascade(small, large, x_test[:50], y_test[:50], None)  # warm-up
@@ -117,7 +120,8 @@ def main() -> None:
 
 {len(train_idx)} training, {len(val_idx)} validation, {len(test_idx)} test images (stratified, seed {SEED}). The
 threshold is chosen on the validation split by `gateway.cascade.calibration` (the code behind
-`mediamesh calibrate`) for accuracy ≥ 99.5 % of always-escalate and ≤ 30 % escalated; the test split then
+`mediamesh calibrate`, target `escalation<={ESCALATION_BUDGET}`: the most accurate threshold that escalates at most
+{ESCALATION_BUDGET:.0%}, a margin under the 30 % target); the test split then
 runs through the gateway's own threshold strategy and fusion (weights {WEIGHTS[0]} / {WEIGHTS[1]}),
 one image at a time on one CPU thread.
 
