@@ -28,6 +28,7 @@ DEMUXERS = (
     "wav,w64,aiff,au,caf,mp3,flac,ogg,aac,ac3,eac3,amr,wv,ape,"
     "mov,matroska,avi,asf,flv,mpeg,mpegts,mxf,3gp"
 )
+STREAMED_WAV_SIZE = 0x7FFF0000  # a length this large in a WAV header is a pipe writer's placeholder
 SILENCE_PEAK = 1e-3  # about -60 dBFS: below this nothing can be heard, let alone transcribed
 
 
@@ -74,7 +75,8 @@ def decode_audio(raw: bytes, *, max_seconds: float, name: str = "audio") -> Deco
                 "send an audio file or a video with sound"
             )
         stream = container.streams.audio[0]
-        declared = _declared_seconds(stream.duration, stream.time_base)
+        streamed = container.format.name == "wav" and _is_streamed_wav(raw)
+        declared = None if streamed else _declared_seconds(stream.duration, stream.time_base)
         samples = _decode_stream(container, stream, max_seconds=max_seconds, name=name)
         decoded = DecodedAudio(samples=samples, container=container.format.name, declared_seconds=declared)
     _check_complete(decoded, name)
@@ -137,6 +139,16 @@ def _check_file_complete(raw: bytes, container: str, name: str) -> None:
         raise BadInput(f"{name} is truncated: its last Ogg page does not end the stream; send the complete file")
 
 
+def _is_streamed_wav(raw: bytes) -> bool:
+    """A WAV written to a pipe (`espeak-ng --stdout`, `ffmpeg -f wav -`) carries a placeholder length
+    instead of the real one: 0, 0xFFFFFFFF or about 2 GiB. Its header says nothing about truncation."""
+    sizes = [struct.unpack_from("<I", raw, 4)[0]] if len(raw) >= 8 else []
+    data = raw.find(b"data", 12)
+    if data >= 0 and data + 8 <= len(raw):
+        sizes.append(struct.unpack_from("<I", raw, data + 4)[0])
+    return any(size in (0, 0xFFFFFFFF) or size >= STREAMED_WAV_SIZE for size in sizes)
+
+
 def _wav_data_bytes(raw: bytes) -> tuple[int, int] | None:
     """(offset of the samples, bytes the `data` chunk declares), or None for streamed/odd WAVs."""
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
@@ -145,8 +157,7 @@ def _wav_data_bytes(raw: bytes) -> tuple[int, int] | None:
     while offset + 8 <= len(raw):
         chunk_id, size = raw[offset:offset + 4], struct.unpack_from("<I", raw, offset + 4)[0]
         if chunk_id == b"data":
-            # 0 and 0xFFFFFFFF are what streaming writers put there before they know the size
-            return None if size in (0, 0xFFFFFFFF) else (offset + 8, size)
+            return None if _is_streamed_wav(raw) else (offset + 8, size)
         offset += 8 + size + (size & 1)
     return None
 
