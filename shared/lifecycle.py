@@ -81,7 +81,7 @@ class ModelLifecycle(Generic[M]):
             self.state, self.error = ModelState.loading, None
             started = time.perf_counter()
             try:
-                await self.run(self.model.load)
+                await self.run(self._read_and_load)
             except Exception as exc:  # the reason is shown in /v1/model and /health
                 log.exception("loading %s failed", self.name)
                 await self.run(self._drop_weights)
@@ -128,6 +128,10 @@ class ModelLifecycle(Generic[M]):
             return UnloadResult(
                 name=self.name, state=self.state, freed_bytes=max(before - after, 0), memory_bytes=after
             )
+
+    def _read_and_load(self) -> None:
+        self.model.read_weights_ahead()
+        self.model.load()
 
     def _drop_weights(self) -> None:
         self.model.unload()

@@ -8,7 +8,15 @@ from typing import Any
 
 import torch
 
-from shared.memory import cuda_bytes, module_bytes, resolve_device, resolve_dtype, weight_file_bytes
+from shared.memory import (
+    cuda_bytes,
+    module_bytes,
+    read_ahead,
+    resolve_device,
+    resolve_dtype,
+    weight_file_bytes,
+    weight_files,
+)
 from shared.settings import ServiceSettings
 
 
@@ -50,6 +58,14 @@ class ServedModel(ABC):
 
     def estimate_bytes(self) -> int:
         return weight_file_bytes(self.path)
+
+    def weight_files(self) -> list[Path]:
+        """The files `load` reads; a folder holding several formats overrides this with the one it loads."""
+        return weight_files(self.path)
+
+    def read_weights_ahead(self) -> None:
+        """Called by the kit just before `load`: one sequential read of the weight files."""
+        read_ahead(self.weight_files())
 
     def is_tiny(self) -> bool:
         """Random-weight test models carry a marker file written by `mediamesh models tiny`."""

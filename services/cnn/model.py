@@ -12,7 +12,6 @@ from PIL import Image
 from services.cnn.preprocessing import ClassifierConfig, load_classifier_config
 from services.cnn.runtimes import ClassifierRuntime, open_runtime, resolve_weights
 from services.cnn.settings import CnnSettings
-from shared.memory import weight_file_bytes
 from shared.schemas.cnn import Classification
 from shared.schemas.common import LabelScore
 from shared.served_model import ServedModel
@@ -52,16 +51,19 @@ class CnnModel(ServedModel):
     def extra_bytes(self) -> int:
         return self.runtime.extra_bytes() if self.runtime is not None else 0
 
-    def estimate_bytes(self) -> int:
+    def weight_files(self) -> list[Path]:
         """Only the weights of the format that will load, not every format in the folder."""
         try:
             files = load_classifier_config(self.folder).files
             fmt, weights = resolve_weights(self.path, self.settings.format, files)
         except (OSError, ValueError):
-            return super().estimate_bytes()
+            return super().weight_files()
         if fmt == "hf":
-            return sum(f.stat().st_size for f in weights.iterdir() if f.suffix in (".safetensors", ".bin"))
-        return weight_file_bytes(weights)
+            return sorted(f for f in weights.iterdir() if f.suffix in (".safetensors", ".bin"))
+        return [weights]
+
+    def estimate_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.weight_files())
 
     def describe(self) -> dict[str, Any]:
         if self.config is None or self.runtime is None:
