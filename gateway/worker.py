@@ -20,6 +20,7 @@ from gateway.pipelines.context import PermanentError, PipelineContext
 from gateway.pipelines.runner import run_job
 from gateway.storage.runtime import Storage, open_storage
 from gateway.storage.settings import WorkerSettings
+from gateway.worker_metrics import WorkerMetrics
 
 log = logging.getLogger("mediamesh.worker")
 
@@ -30,6 +31,7 @@ class Worker:
         self.storage = storage
         self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.stopping = threading.Event()
+        self.metrics = WorkerMetrics(waiting=storage.queue.waiting)
 
     def run_forever(self) -> None:
         threads = [threading.Thread(target=self._loop, args=(f"{self.consumer}-{i}",), name=f"worker-{i}")
@@ -89,13 +91,17 @@ class Worker:
             jobs.touch(job_id)
 
         heartbeat = _Heartbeat(beat, self.settings.visibility_timeout_s / 3)
+        started = time.monotonic()
+        self.metrics.running.inc()
         try:
             with heartbeat:
                 result = run_job(ctx, job)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("job %s attempt %d failed: %s", job_id, job.attempts, error, exc_info=True)
-            if job.attempts >= job.max_attempts or isinstance(exc, PermanentError):
+            final = job.attempts >= job.max_attempts or isinstance(exc, PermanentError)
+            self.metrics.observe(job.kind, "failed" if final else "retried", time.monotonic() - started)
+            if final:
                 jobs.fail(job_id, error)
             else:
                 delay = backoff_delay(job.attempts, self.settings.backoff_base_s, self.settings.backoff_max_s)
@@ -103,8 +109,11 @@ class Worker:
                 queue.schedule(job_id, delay)  # scheduled before the ack: a crash in between re-delivers
             queue.ack(message_id)
             return
+        finally:
+            self.metrics.running.dec()
         jobs.finish(job_id, result)
         queue.ack(message_id)
+        self.metrics.observe(job.kind, "done", time.monotonic() - started)
 
 
 class _Heartbeat:
@@ -141,6 +150,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stopping.set())
     log.info("worker %s: queue %s, gateway %s", worker.consumer, settings.queue_name, settings.gateway_url)
+    worker.metrics.serve(settings.metrics_host, settings.metrics_port)
     try:
         worker.run_forever()
     finally:

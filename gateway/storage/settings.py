@@ -79,6 +79,10 @@ class WorkerSettings(StorageConnection):
     busy_retries: int = Field(
         default=2, ge=0, description="Retries of a model call the gateway answered 503 + Retry-After."
     )
+    metrics_host: str = Field(default="127.0.0.1", description="Address of the worker's /metrics.")
+    metrics_port: int = Field(
+        default=8010, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; 0 turns it off."
+    )
     log_level: str = "INFO"
 
     def resolved_stale_after_s(self) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.storage.settings import WorkerSettings
 from services.catalog import SERVICES
 from tests.support.processes import REPO
 
@@ -143,11 +144,12 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert {".git", ".venv", ".cache", "tests"} <= ignored
 
 
-def test_prometheus_config_scrapes_the_gateway_and_every_service() -> None:
+def test_prometheus_config_scrapes_every_process() -> None:
     config = yaml.safe_load((REPO / "docs" / "prometheus.yml").read_text())
     targets = {label["service"]: target for job in config["scrape_configs"] for group in job["static_configs"]
                for target, label in [(group["targets"][0], group["labels"])]}
-    expected = {name: f"127.0.0.1:{spec.port}" for name, spec in SERVICES.items()} | {"gateway": "127.0.0.1:8000"}
+    expected = {name: f"127.0.0.1:{spec.port}" for name, spec in SERVICES.items()}
+    expected |= {"gateway": "127.0.0.1:8000", "worker": f"127.0.0.1:{WorkerSettings().metrics_port}"}
     assert targets == expected
     assert all(job["metrics_path"] == "/metrics" for job in config["scrape_configs"])
 

@@ -118,3 +118,13 @@ def test_postgres_restart_between_two_jobs_loses_nothing(stack: Stack) -> None:
     for accepted in (first, second):
         media = httpx.get(f"{stack.url}/v1/media/{accepted['media_id']}").json()
         assert media["status"] == "ready" and media["classification"] is not None
+
+
+def test_worker_metrics_count_finished_jobs(stack: Stack) -> None:
+    accepted = upload(stack, samples.png("yellow", seed=17))
+    assert stack.wait_job(accepted["job_id"])["state"] == "done"
+    metrics = httpx.get(f"http://127.0.0.1:{stack.env['WORKER_METRICS_PORT']}/metrics", timeout=10).text
+    done = [line for line in metrics.splitlines()
+            if line.startswith('mediamesh_worker_jobs_total{kind="ingest",outcome="done"}')]
+    assert done and float(done[0].split()[-1]) >= 1
+    assert "mediamesh_worker_queue_waiting 0.0" in metrics

@@ -23,7 +23,7 @@ import redis
 
 from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.storage import db as dbmod
-from tests.support.processes import REPO, ServiceProcess
+from tests.support.processes import REPO, ServiceProcess, free_port
 
 _postgres: EmbeddedPostgres | None = None
 _redis_url: str | None = None
@@ -140,7 +140,7 @@ def start_stack(folder: Path, **extra_env: str) -> Stack:
            "MEDIAMESH_QUEUE": f"test:{uuid.uuid4().hex[:10]}", "MEDIAMESH_HOME": str(home),
            "GATEWAY_MAX_UPLOAD_BYTES": "3000000", "WORKER_VISIBILITY_TIMEOUT_S": "3",
            "WORKER_BACKOFF_BASE_S": "0.2", "WORKER_BUSY_RETRIES": "0", "WORKER_FRAME_INTERVAL_S": "1.0",
-           **extra_env}
+           "WORKER_METRICS_PORT": str(free_port()), **extra_env}
     gateway = ServiceProcess("tests.support.fake_gateway:create_app", env, folder / "gateway.log").start()
     env["GATEWAY_URL"] = gateway.url
     worker = WorkerProcess(env, folder / "worker.log").start()
