@@ -57,12 +57,18 @@ class LlmModel(ServedModel):
     def _import_architecture(self) -> None:
         """Import the model's code at start-up (seconds), so an on-demand load only reads weights."""
         from transformers import AutoConfig
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
         try:
-            MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(self.path))]
+            config = AutoConfig.from_pretrained(self.path)
+            MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
         except (OSError, ValueError, KeyError) as exc:  # no usable model there yet; load() will say why
             log.info("not pre-importing the model code from %s: %s", self.path, exc)
+            return
+        # transformers compiles its checkpoint-renaming rules (~900 regexes) on the first load of a
+        # process: 0.3 s of a 0.8 s first load of a 680 MB model. Build them now, once.
+        get_checkpoint_conversion_mapping(config.model_type)
 
     def load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
