@@ -67,23 +67,26 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, l
 
 
 def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
-    tsq = func.websearch_to_tsquery("simple", q)
-    rank = func.ts_rank(Transcript.tsv, tsq).label("rank")
-    snippet = func.ts_headline("simple", Transcript.text, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
-    query = _with_label(rank, snippet).join(Transcript, Transcript.media_id == Media.id).where(
-        Transcript.tsv.op("@@")(tsq))
-    rows = session.execute(filters.apply(query).order_by(rank.desc()).limit(limit).offset(offset)).all()
-    return [Hit(row[0], "transcript", float(row[2]), row[1], row[3]) for row in rows]
+    return _text_matches(session, q, filters, "transcript", Transcript, Transcript.text, Transcript.tsv, "simple",
+                         limit=limit, offset=offset)
 
 
 def caption_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
-    tsq = func.websearch_to_tsquery("english", q)
-    rank = func.ts_rank(ImageAnalysis.caption_tsv, tsq).label("rank")
-    snippet = func.ts_headline("english", ImageAnalysis.caption, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
-    query = _with_label(rank, snippet).join(ImageAnalysis, ImageAnalysis.media_id == Media.id).where(
-        ImageAnalysis.caption_tsv.op("@@")(tsq))
+    return _text_matches(session, q, filters, "caption", ImageAnalysis, ImageAnalysis.caption,
+                         ImageAnalysis.caption_tsv, "english", limit=limit, offset=offset)
+
+
+def _text_matches(
+    session: Session, q: str, filters: Filters, match: Literal["transcript", "caption"],
+    table: Any, text: Any, tsv: Any, language: str, *, limit: int, offset: int,
+) -> list[Hit]:
+    """Postgres full-text search over one table's text column, ranked, with a highlighted snippet."""
+    tsq = func.websearch_to_tsquery(language, q)
+    rank = func.ts_rank(tsv, tsq).label("rank")
+    snippet = func.ts_headline(language, text, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
+    query = _with_label(rank, snippet).join(table, table.media_id == Media.id).where(tsv.op("@@")(tsq))
     rows = session.execute(filters.apply(query).order_by(rank.desc()).limit(limit).offset(offset)).all()
-    return [Hit(row[0], "caption", float(row[2]), row[1], row[3]) for row in rows]
+    return [Hit(row[0], match, float(row[2]), row[1], row[3]) for row in rows]
 
 
 def browse(session: Session, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
