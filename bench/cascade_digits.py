@@ -18,10 +18,10 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from bench.report import write_section
-from gateway.cascade.calibration import Sample, Target, choose, curve
 from gateway.cascade.config import EscalationStrategy
 from gateway.cascade.fusion import fuse
 from gateway.cascade.strategy import decide
+from mediamesh.calibration import Sample, Target, choose, curve
 
 SEED = 0
 ESCALATION_BUDGET = 0.25
@@ -119,7 +119,7 @@ def main() -> None:
 ## Cascade on scikit-learn digits (small CNN → larger CNN)
 
 {len(train_idx)} training, {len(val_idx)} validation, {len(test_idx)} test images (stratified, seed {SEED}). The
-threshold is chosen on the validation split by `gateway.cascade.calibration` (the code behind
+threshold is chosen on the validation split by `mediamesh.calibration` (the code behind
 `mediamesh calibrate`, target `escalation<={ESCALATION_BUDGET}`: the most accurate threshold that escalates at most
 {ESCALATION_BUDGET:.0%}, a margin under the 30 % target); the test split then
 runs through the gateway's own threshold strategy and fusion (weights {WEIGHTS[0]} / {WEIGHTS[1]}),

@@ -16,7 +16,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from bench.report import write_section
-from gateway.embedded import EmbeddedPostgres
+from shared.embedded import EmbeddedPostgres
 
 N, DIM, CENTRES, QUERIES, K = 100_000, 512, 200, 200, 10
 M, EF_CONSTRUCTION, MAINTENANCE_WORK_MEM, SHARED_BUFFERS = 16, 64, "1GB", "1GB"

@@ -2,7 +2,7 @@
 
 Routers of other parts (media, jobs, search, clusters) are included in `create_app`, and their
 start-up/shut-down work goes into `app.state.on_startup` / `app.state.on_shutdown` (async
-callables taking the app); their health checks go through `gateway.health.add_dependency_check`.
+callables taking the app); their health checks go through `gateway.api.health.add_dependency_check`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import health, model_routes, proxy
-from gateway.cascade.routes import router as cascade_router
+from gateway.api import health
+from gateway.api import models as model_routes
+from gateway.api.classify import router as cascade_router
+from gateway.api.storage_install import install_storage
 from gateway.cascade.store import CascadeStore
-from gateway.dispatch import ServiceDispatcher
-from gateway.media.install import install_storage
+from gateway.dispatch import proxy
+from gateway.dispatch.dispatcher import ServiceDispatcher
 from gateway.metrics import GatewayMetrics
-from gateway.registry import ServiceRegistry
+from gateway.scheduler.directory import ServiceRegistry
 from gateway.settings import GatewaySettings
-from shared.errors import install_error_handlers
-from shared.size_limit import RequestSizeLimit
+from shared.http.errors import install_error_handlers
+from shared.http.size_limit import RequestSizeLimit
 
 log = logging.getLogger("mediamesh.gateway")
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.metrics import HttpMetrics
+from shared.http.metrics import HttpMetrics
 
 
 class _Measure:

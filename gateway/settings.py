@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.catalog import SERVICES
+from shared.catalog import SERVICES
 
 GIB = 1024**3
 

@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from gateway.storage.db import sqlalchemy_url
-from gateway.storage.models import Base
-from gateway.storage.settings import StorageSettings
+from storage.db import sqlalchemy_url
+from storage.models import Base
+from storage.settings import StorageSettings
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("database_url"):

@@ -15,7 +15,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from shared.errors import BadInput, PayloadTooLarge, UnsupportedMedia
+from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
 
 SAMPLE_RATE = 16_000
 # A file whose header promises this much more audio than it holds was cut short (wav, flac, mp3 with a

@@ -9,7 +9,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from shared.errors import BadInput, PayloadTooLarge, UnsupportedMedia
+from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
 

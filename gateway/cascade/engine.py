@@ -15,7 +15,7 @@ from gateway.cascade.config import CascadeVariant
 from gateway.cascade.fusion import fuse, ranked
 from gateway.cascade.stages import ServiceCall, run_stage
 from gateway.cascade.strategy import Decision, decide
-from shared.errors import ServiceError
+from shared.http.errors import ServiceError
 from shared.schemas.gateway import CascadeTrace, ClassifyResponse, StageTrace
 
 log = logging.getLogger("mediamesh.cascade")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from gateway.cascade.config import STAGE_PATHS, StageConfig
 from gateway.cascade.fusion import match_answer, readable
-from shared.errors import ServiceError
+from shared.http.errors import ServiceError
 from shared.schemas.blip2 import VqaResponse
 from shared.schemas.clip import ZeroShotResponse
 from shared.schemas.cnn import ClassifyResponse as CnnResponse

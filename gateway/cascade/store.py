@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.cascade.config import CascadeConfig, CascadeVariant
 from gateway.settings import GatewaySettings
-from shared.errors import BadInput
+from shared.http.errors import BadInput
 
 log = logging.getLogger("mediamesh.cascade")
 

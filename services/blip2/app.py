@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.blip2.model import Blip2Model, Blip2Settings
 from services.blip2.routes import router
-from shared.service import create_service_app
+from shared.kit.service import create_service_app
 
 
 def create_app() -> FastAPI:

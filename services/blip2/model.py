@@ -11,9 +11,9 @@ from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.quantization import estimated_loaded_bytes, place, pretrained_kwargs
-from shared.served_model import ServedModel
-from shared.settings import ServiceSettings
+from shared.config import ServiceSettings
+from shared.kit.quantization import estimated_loaded_bytes, place, pretrained_kwargs
+from shared.kit.served_model import ServedModel
 
 
 class Blip2Settings(ServiceSettings):

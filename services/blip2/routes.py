@@ -10,6 +10,7 @@ from PIL import Image
 from services.blip2 import analysis
 from services.blip2.model import Blip2Model
 from shared.imaging import decode_image_base64
+from shared.kit.service import LifecycleDep
 from shared.schemas.blip2 import (
     AnalyzeImageRequest,
     AnalyzeImageResponse,
@@ -18,7 +19,6 @@ from shared.schemas.blip2 import (
     VqaRequest,
     VqaResponse,
 )
-from shared.service import LifecycleDep
 
 router = APIRouter(tags=["blip2"])
 

@@ -21,7 +21,7 @@ from transformers import (
     OPTConfig,
 )
 
-from shared.tiny_tokenizer import train_byte_level_bpe, wrap
+from shared.kit.tiny_tokenizer import train_byte_level_bpe, wrap
 
 SEED = 1234
 IMAGE_SIZE = 32

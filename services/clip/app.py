@@ -11,8 +11,9 @@ from prometheus_client import Counter
 from services.clip.label_cache import LabelKey
 from services.clip.model import ClipModel, ImagePayload
 from services.clip.settings import ClipSettings
-from shared.errors import BadInput, ServiceError
-from shared.lifecycle import ModelLifecycle
+from shared.http.errors import BadInput, ServiceError
+from shared.kit.lifecycle import ModelLifecycle
+from shared.kit.service import LifecycleDep, create_service_app
 from shared.schemas.clip import (
     EmbedResponse,
     ImageEmbedRequest,
@@ -22,7 +23,6 @@ from shared.schemas.clip import (
     ZeroShotResult,
 )
 from shared.schemas.common import LabelScore
-from shared.service import LifecycleDep, create_service_app
 
 router = APIRouter(tags=["clip"])
 

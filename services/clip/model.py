@@ -15,9 +15,9 @@ from transformers import CLIPModel, CLIPProcessor
 
 from services.clip.label_cache import LabelEmbeddingCache
 from services.clip.settings import ClipSettings
-from shared.errors import ServiceError
+from shared.http.errors import ServiceError
 from shared.imaging import decode_image_base64
-from shared.served_model import ServedModel
+from shared.kit.served_model import ServedModel
 
 
 class ImagePayload(NamedTuple):

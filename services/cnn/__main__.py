@@ -1,7 +1,7 @@
 """`python -m services.cnn`: serve the cnn service on its port."""
 
 from services.cnn.settings import CnnSettings
-from shared.serve import serve
+from shared.kit.serve import serve
 
 if __name__ == "__main__":
     serve("services.cnn.app:create_app", CnnSettings())

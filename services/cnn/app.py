@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from services.cnn.model import CnnModel, summarise
 from services.cnn.settings import CnnSettings
 from shared.imaging import decode_image_base64
+from shared.kit.service import LifecycleDep, create_service_app
 from shared.schemas.cnn import ClassifyRequest, ClassifyResponse
-from shared.service import LifecycleDep, create_service_app
 
 router = APIRouter(tags=["cnn"])
 

@@ -12,9 +12,9 @@ from PIL import Image
 from services.cnn.preprocessing import ClassifierConfig, load_classifier_config
 from services.cnn.runtimes import ClassifierRuntime, open_runtime, resolve_weights
 from services.cnn.settings import CnnSettings
+from shared.kit.served_model import ServedModel
 from shared.schemas.cnn import Classification
 from shared.schemas.common import LabelScore
-from shared.served_model import ServedModel
 
 
 class CnnModel(ServedModel):

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from services.llm.chat import router as chat_router
 from services.llm.model import LlmModel, LlmSettings
 from services.llm.routes import router
-from shared.service import create_service_app
+from shared.kit.service import create_service_app
 
 
 def create_app() -> FastAPI:

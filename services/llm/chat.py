@@ -16,8 +16,9 @@ from services.llm.decoding import AsyncTextStreamer, SamplingParams, TextDeltas
 from services.llm.model import Completion, LlmModel
 from services.llm.routes import check_budget
 from services.llm.structured import JsonSchemaLogitsProcessor
-from shared.errors import BadInput
-from shared.lifecycle import ModelLifecycle
+from shared.http.errors import BadInput
+from shared.kit.lifecycle import ModelLifecycle
+from shared.kit.service import LifecycleDep
 from shared.schemas.llm import (
     AssistantMessage,
     ChatCompletion,
@@ -28,7 +29,6 @@ from shared.schemas.llm import (
     Delta,
     Usage,
 )
-from shared.service import LifecycleDep
 
 router = APIRouter(tags=["openai"])
 ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}

@@ -15,9 +15,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from services.llm.decoding import SamplingParams, StopConditions, cut_at_stop
 from services.llm.structured import tokenizer_data
-from shared.quantization import estimated_loaded_bytes, place, pretrained_kwargs
-from shared.served_model import ServedModel
-from shared.settings import ServiceSettings
+from shared.config import ServiceSettings
+from shared.kit.quantization import estimated_loaded_bytes, place, pretrained_kwargs
+from shared.kit.served_model import ServedModel
 
 log = logging.getLogger("mediamesh.llm")
 

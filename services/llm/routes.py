@@ -11,7 +11,8 @@ from services.llm import tasks
 from services.llm.decoding import SamplingParams
 from services.llm.model import Completion, LlmModel
 from services.llm.structured import JsonSchemaLogitsProcessor, max_json_chars, parse_document
-from shared.errors import BadInput
+from shared.http.errors import BadInput
+from shared.kit.service import LifecycleDep
 from shared.schemas.llm import (
     AnalyzeJsonSchemaRequest,
     EnrichClusterRequest,
@@ -20,7 +21,6 @@ from shared.schemas.llm import (
     GenerateResponse,
     JsonSchemaAnalysis,
 )
-from shared.service import LifecycleDep
 
 router = APIRouter(tags=["llm"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
 
-from shared.tiny_tokenizer import train_byte_level_bpe, wrap
+from shared.kit.tiny_tokenizer import train_byte_level_bpe, wrap
 
 SEED = 4321
 SPECIAL = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>", "<|user|>", "<|system|>"]

@@ -1,7 +1,7 @@
 """`python -m services.whisper`: run the whisper service with its settings (env prefix WHISPER_)."""
 
 from services.whisper.model import WhisperSettings
-from shared.serve import serve
+from shared.kit.serve import serve
 
 if __name__ == "__main__":
     settings = WhisperSettings()

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.whisper.model import WhisperModel, WhisperSettings
 from services.whisper.routes import router
-from shared.service import create_service_app
+from shared.kit.service import create_service_app
 
 
 def create_app() -> FastAPI:

@@ -16,8 +16,8 @@ from services.whisper.backends import (
     TranscriptionBackend,
 )
 from services.whisper.tiny import OPENAI_TINY_CHECKPOINT, REAL_WEIGHTS_MARKER
-from shared.served_model import ServedModel
-from shared.settings import ServiceSettings
+from shared.config import ServiceSettings
+from shared.kit.served_model import ServedModel
 
 
 class WhisperSettings(ServiceSettings):

@@ -12,10 +12,10 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from services.whisper import formats
 from services.whisper.transcription import decode_options, transcribe
-from shared.errors import BadInput
+from shared.http.errors import BadInput
 from shared.imaging import decode_base64
+from shared.kit.service import LifecycleDep
 from shared.schemas.whisper import ResponseFormat, TranscribeOptions, TranscribeRequest, TranscribeResponse
-from shared.service import LifecycleDep
 
 router = APIRouter(tags=["whisper"])
 

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from services.whisper.backends import FALLBACK_TEMPERATURES, DecodeOptions, Transcript
 from services.whisper.model import WhisperModel
 from shared.audio import DecodedAudio, decode_audio
-from shared.errors import BadInput
-from shared.lifecycle import ModelLifecycle
+from shared.http.errors import BadInput
+from shared.kit.lifecycle import ModelLifecycle
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 
-from gateway.launcher.plan import gateway_present, service_present, worker_present
+from mediamesh.launcher.plan import gateway_present, service_present, worker_present
 from tests.support.mesh import MeshUp, run_cli
 from tests.support.processes import free_port
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.storage.settings import WorkerSettings
-from services.catalog import SERVICES
+from shared.catalog import SERVICES
+from storage.settings import WorkerSettings
 from tests.support.processes import REPO
 
 BASE = REPO / "docker-compose.yml"
@@ -160,17 +160,17 @@ class NotInTheImage(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         top = name.split(".")[0]
         if top in ("torch", "transformers", "ctranslate2", "faster_whisper") or (
-                name.startswith("services.") and name != "services.catalog"):
+                name.startswith("services.") and name != "shared.catalog"):
             raise ImportError(f"{name} is not installed in the gateway image")
         return None
 sys.meta_path.insert(0, NotInTheImage())
-import gateway.app, gateway.worker, gateway.cli.main
+import gateway.app, worker.runner, mediamesh.cli.main
 gateway.app.create_app
 """
 
 
 def test_the_gateway_image_runs_without_torch_or_service_code() -> None:
-    """gateway/Dockerfile installs only the `gateway` extra and copies only services/catalog.py."""
+    """gateway/Dockerfile installs only the `gateway` extra and copies only shared/catalog.py."""
     result = subprocess.run([sys.executable, "-c", GATEWAY_IMAGE_PROBE], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -19,10 +19,10 @@ from fastapi import APIRouter, FastAPI
 from PIL import Image
 
 from shared.imaging import decode_image_base64
+from shared.kit.service import LifecycleDep, create_service_app
 from shared.schemas.blip2 import VqaRequest, VqaResponse
 from shared.schemas.clip import ZeroShotRequest, ZeroShotResponse
 from shared.schemas.cnn import ClassifyRequest, ClassifyResponse
-from shared.service import LifecycleDep, create_service_app
 from tests.support.linear_service import LinearModel, LinearSettings
 from tests.support.processes import ServiceProcess
 
@@ -156,7 +156,7 @@ def test_calibrate_command_picks_and_applies_a_threshold(gw: httpx.Client, gatew
                                                          tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from gateway.cli.main import app
+    from mediamesh.cli.main import app
 
     gw.put("/v1/cascade/config", json={})  # back to the default three-stage cascade
     for label, rgb, count in (("cat", (0, 200, 0), 3), ("dog", (200, 0, 0), 2)):

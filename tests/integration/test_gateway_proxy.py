@@ -16,7 +16,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from shared.service import LifecycleDep, create_service_app
+from shared.kit.service import LifecycleDep, create_service_app
 from tests.support.linear_service import LinearModel, LinearSettings
 from tests.support.processes import ServiceProcess
 

@@ -13,8 +13,8 @@ from PIL import Image
 from services.blip2.model import Blip2Model, Blip2Settings
 from services.llm.decoding import SamplingParams
 from services.llm.model import LlmModel, LlmSettings
-from shared.memory import release_memory
-from shared.served_model import ServedModel
+from shared.kit.memory import release_memory
+from shared.kit.served_model import ServedModel
 
 pytestmark = pytest.mark.gpu
 

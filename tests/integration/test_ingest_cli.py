@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli.main import app
+from mediamesh.cli.main import app
 from tests.support import media_samples as samples
 from tests.support.storage_env import Stack, start_stack
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.launcher.plan import service_present
+from mediamesh.launcher.plan import service_present
 from tests.support import media_samples as samples
 from tests.support.processes import ServiceProcess
 from tests.support.storage_env import Stack, WorkerProcess, fresh_database, shared_redis_url

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from gateway.storage.media_store import MediaStore
+from storage.media_files import MediaStore
 from tests.support import media_samples as samples
 from tests.support.processes import free_port
 from tests.support.storage_env import Stack, WorkerProcess, shared_postgres, start_stack

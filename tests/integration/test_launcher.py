@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from gateway.cli.models import TINY_MARKER
-from gateway.launcher.plan import service_present
+from mediamesh.cli.models import TINY_MARKER
+from mediamesh.launcher.plan import service_present
 from tests.support.mesh import MeshUp, run_cli
 from tests.support.processes import free_port
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from gateway.storage import db as dbmod
-from gateway.storage.models import ImageEmbedding, Media
-from gateway.storage.search import Filters, nearest_images
+from storage import db as dbmod
+from storage.models import ImageEmbedding, Media
+from storage.search import Filters, nearest_images
 from tests.support import media_samples as samples
 from tests.support.storage_env import Stack, fresh_database, start_stack
 

@@ -9,9 +9,9 @@ import pytest
 import redis
 from sqlalchemy import inspect, text
 
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
-from gateway.storage import db as dbmod
-from gateway.storage.models import ImageAnalysis, ImageEmbedding, Media, Transcript
+from shared.embedded import EmbeddedPostgres, EmbeddedRedis
+from storage import db as dbmod
+from storage.models import ImageAnalysis, ImageEmbedding, Media, Transcript
 from tests.support.storage_env import fresh_database
 
 TABLES = {"media", "classifications", "image_embeddings", "image_analyses", "transcripts", "video_frames",

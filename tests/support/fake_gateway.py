@@ -18,8 +18,8 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from PIL import Image
 
-from gateway.media.install import install_storage
-from shared.errors import install_error_handlers
+from gateway.api.storage_install import install_storage
+from shared.http.errors import install_error_handlers
 from tests.support.media_samples import COLORS
 
 DIM = 512

@@ -15,10 +15,10 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 
+from shared.config import ServiceSettings
 from shared.imaging import decode_image_base64
-from shared.served_model import ServedModel
-from shared.service import LifecycleDep, create_service_app
-from shared.settings import ServiceSettings
+from shared.kit.served_model import ServedModel
+from shared.kit.service import LifecycleDep, create_service_app
 
 
 class LinearSettings(ServiceSettings):

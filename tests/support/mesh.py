@@ -15,7 +15,7 @@ import psutil
 
 from tests.support.processes import REPO
 
-CLI = [sys.executable, "-c", "from gateway.cli.main import app; app()"]
+CLI = [sys.executable, "-c", "from mediamesh.cli.main import app; app()"]
 
 
 def run_cli(args: Sequence[str], env: Mapping[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ import fcntl
 import hashlib
 from pathlib import Path
 
-from gateway.cli.models import TINY_MARKER, build_tiny_models
+from mediamesh.cli.models import TINY_MARKER, build_tiny_models
 from tests.support.processes import REPO
 
 CACHE = REPO / ".cache" / "tiny-models"

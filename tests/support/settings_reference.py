@@ -16,20 +16,20 @@ from pydantic_settings import BaseSettings
 
 # (section, "module:Class", env prefix override for the kit's per-service classes)
 SETTINGS = [
-    ("Everyone", "shared.settings:HomeSettings"),
+    ("Everyone", "shared.config:HomeSettings"),
     ("cnn service", "services.cnn.settings:CnnSettings"),
     ("clip service", "services.clip.settings:ClipSettings"),
     ("blip2 service", "services.blip2.model:Blip2Settings"),
     ("whisper service", "services.whisper.model:WhisperSettings"),
     ("llm service", "services.llm.model:LlmSettings"),
     ("gateway", "gateway.settings:GatewaySettings"),
-    ("gateway storage (ingest, search)", "gateway.storage.settings:StorageSettings"),
-    ("worker", "gateway.storage.settings:WorkerSettings"),
-    ("launcher (`mediamesh up`)", "gateway.launcher.settings:LauncherSettings"),
-    ("models pull", "gateway.cli.hub:HubSettings"),
-    ("health command", "gateway.cli.health:HealthCliSettings"),
-    ("ingest and search commands", "gateway.cli.ingest:CliSettings"),
-    ("gateway client (`gateway/client.py`, used by the CLI)", "gateway.client:ClientSettings"),
+    ("gateway storage (ingest, search)", "storage.settings:StorageSettings"),
+    ("worker", "storage.settings:WorkerSettings"),
+    ("launcher (`mediamesh up`)", "mediamesh.launcher.settings:LauncherSettings"),
+    ("models pull", "mediamesh.cli.hub:HubSettings"),
+    ("health command", "mediamesh.cli.health:HealthCliSettings"),
+    ("ingest and search commands", "mediamesh.cli.ingest:CliSettings"),
+    ("gateway client (`shared/client.py`, used by the CLI)", "shared.client:ClientSettings"),
 ]
 # Classes only ever used as a base: their variables are documented through their subclasses.
 BASE_CLASSES = {"StorageConnection"}

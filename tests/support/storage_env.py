@@ -21,8 +21,8 @@ import httpx
 import psycopg
 import redis
 
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
-from gateway.storage import db as dbmod
+from shared.embedded import EmbeddedPostgres, EmbeddedRedis
+from storage import db as dbmod
 from tests.support.processes import REPO, ServiceProcess, free_port
 
 _postgres: EmbeddedPostgres | None = None
@@ -67,7 +67,7 @@ def shared_redis_url() -> str:
 
 
 class WorkerProcess:
-    """`python -m gateway.worker` in its own process group, logging to a file."""
+    """`python -m worker` in its own process group, logging to a file."""
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
         self.env = {**os.environ, **env}
@@ -76,7 +76,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.worker"], cwd=REPO, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=self.env,
                                      stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         return self

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from shared.audio import SAMPLE_RATE, NoAudioTrack, decode_audio
-from shared.errors import BadInput, PayloadTooLarge, UnsupportedMedia
+from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
 from tests.support.speech import CODECS, ESPEAK, encode, pcm_wav, silent_video, tone, video_with_audio
 
 LIMIT_S = 600.0

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.batching import DynamicBatcher
+from shared.kit.batching import DynamicBatcher
 
 
 class Recorder:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway.budget import MemoryBudget
-from gateway.slots import BudgetExceeded, LoadFailed
-from shared.errors import Conflict
+from gateway.scheduler.budget import MemoryBudget
+from gateway.scheduler.slots import BudgetExceeded, LoadFailed
+from shared.http.errors import Conflict
 from shared.schemas.gateway import SlotState
 
 

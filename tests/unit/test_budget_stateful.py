@@ -13,8 +13,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gateway.budget import MemoryBudget
-from gateway.slots import HOLDING
+from gateway.scheduler.budget import MemoryBudget
+from gateway.scheduler.slots import HOLDING
 from tests.unit.test_budget import FakeBackend
 
 BUDGET = 100

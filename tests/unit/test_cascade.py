@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.cascade.calibration import Sample, Target, choose, curve, evaluate
 from gateway.cascade.config import CascadeConfig, CascadeVariant, EscalationStrategy, StageConfig
 from gateway.cascade.engine import CascadeEngine
 from gateway.cascade.fusion import fuse, match_answer
 from gateway.cascade.store import CascadeStore, share_point
 from gateway.cascade.strategy import decide
-from shared.errors import BadInput, Unavailable
+from mediamesh.calibration import Sample, Target, choose, curve, evaluate
+from shared.http.errors import BadInput, Unavailable
 
 
 class FakeServices:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli.hub import HUB_MARKER, ignore_patterns_for, pull_model, pulled_from
-from gateway.cli.main import app
-from gateway.cli.models import TINY_MARKER
+from mediamesh.cli.hub import HUB_MARKER, ignore_patterns_for, pull_model, pulled_from
+from mediamesh.cli.main import app
+from mediamesh.cli.models import TINY_MARKER
 from tests.support.processes import free_port
 
 runner = CliRunner()

@@ -47,7 +47,7 @@ def test_the_readme_keeps_the_two_setup_commands() -> None:
 def test_launcher_reads_the_shared_unprefixed_variables() -> None:
     from tests.support.settings_reference import env_names
 
-    cls = load("gateway.launcher.settings:LauncherSettings")
+    cls = load("mediamesh.launcher.settings:LauncherSettings")
     names = {n for field, info in cls.model_fields.items() for n in env_names(cls, field, info)}
     assert {"MEDIAMESH_HOME", "DATABASE_URL", "REDIS_URL"} <= names
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.errors import BadInput, PayloadTooLarge, ServiceError, UnsupportedMedia
+from shared.http.errors import BadInput, PayloadTooLarge, ServiceError, UnsupportedMedia
 from shared.imaging import decode_base64, decode_image, decode_image_base64, encode_image_base64
 
 LIMIT = 1_000_000

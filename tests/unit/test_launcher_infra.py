@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.launcher import infra
-from gateway.launcher.infra import Infrastructure, InfrastructureUnavailable
+from mediamesh.launcher import infra
+from mediamesh.launcher.infra import Infrastructure, InfrastructureUnavailable
 
 
 class FakeServer:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.launcher.plan import PlanOptions, gateway_present, plan_mesh, service_present
-from gateway.launcher.ports import PortsInUse, check_ports, port_is_free, port_owner
+from mediamesh.launcher.plan import PlanOptions, gateway_present, plan_mesh, service_present
+from mediamesh.launcher.ports import PortsInUse, check_ports, port_is_free, port_owner
 
 pytestmark = pytest.mark.skipif(not (service_present("cnn") and service_present("clip")),
                                 reason="needs services/cnn and services/clip")

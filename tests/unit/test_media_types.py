@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.jobs.store import backoff_delay
-from gateway.media.detect import detect
-from gateway.storage.media_store import MediaStore, sha256_of
-from shared.errors import BadInput, PayloadTooLarge, UnsupportedMedia
+from gateway.api.detect import detect
+from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
+from storage.jobs import backoff_delay
+from storage.media_files import MediaStore, sha256_of
 from tests.support import media_samples as samples
 
 PIXELS = 10_000_000

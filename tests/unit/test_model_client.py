@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.pipelines.client import GatewayUnreachable, ModelClient, StageFailed
+from worker.model_client import GatewayUnreachable, ModelClient, StageFailed
 
 
 def client_with(answers: list[httpx.Response | Exception], **kwargs: float) -> tuple[ModelClient, list[str]]:

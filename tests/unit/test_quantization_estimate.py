@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared.quantization import QuantizationUnavailable, estimated_loaded_bytes, pretrained_kwargs
-from shared.settings import ServiceSettings
+from shared.config import ServiceSettings
+from shared.kit.quantization import QuantizationUnavailable, estimated_loaded_bytes, pretrained_kwargs
 
 
 @pytest.fixture

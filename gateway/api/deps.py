@@ -1,0 +1,37 @@
+"""FastAPI dependencies of the storage routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shared.http.errors import Unavailable
+from storage.runtime import Storage
+from storage.settings import StorageSettings
+
+
+def get_storage(request: Request) -> Storage:
+    storage = getattr(request.app.state, "storage", None)
+    if storage is None:
+        raise Unavailable("storage is not started (Postgres/Redis); check the gateway log")
+    return storage
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def get_settings(request: Request) -> StorageSettings:
+    return request.app.state.storage_settings
+
+
+SettingsDep = Annotated[StorageSettings, Depends(get_settings)]
+
+
+def models_url(request: Request, settings: StorageSettings) -> str:
+    """Model calls go through the gateway: the configured URL, else the server answering this request."""
+    if settings.gateway_url:
+        return settings.gateway_url
+    host, port = request.scope.get("server") or ("127.0.0.1", 8000)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{host}:{port}"

@@ -1,0 +1,101 @@
+"""What an upload is, decided from its bytes (never its name or declared content type).
+
+Images by magic bytes, then a full decode with the kit's safe decoder; JSON by parsing; audio and video
+by probing the container with PyAV and demuxing it to the end, so a truncated file is refused at the
+door instead of failing later in the worker.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import av
+
+from shared.http.errors import BadInput, UnsupportedMedia
+from shared.imaging import decode_image
+
+IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
+               b"GIF89a": "image/gif", b"BM": "image/bmp", b"II*\x00": "image/tiff", b"MM\x00*": "image/tiff"}
+# Containers we recognise even when they are too damaged for PyAV to open: refuse those as 422, not 415.
+MEDIA_MAGIC = (b"RIFF", b"OggS", b"fLaC", b"ID3", b"\x1a\x45\xdf\xa3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
+AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac",
+              "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4", "matroska,webm": "audio/webm", "aac": "audio/aac"}
+VIDEO_MIME = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm", "avi": "video/x-msvideo",
+              "mpegts": "video/mp2t", "ogg": "video/ogg"}
+SUPPORTED = ("an image (JPEG, PNG, WEBP, GIF, BMP, TIFF), audio (WAV, MP3, FLAC, OGG, M4A), "
+             "video (MP4, WEBM, MKV, AVI) or JSON")
+
+
+@dataclass(frozen=True)
+class Detected:
+    kind: str
+    mime: str
+
+
+def detect(data: bytes, *, max_image_pixels: int) -> Detected:
+    if not data:
+        raise BadInput("the file is empty (0 bytes); upload " + SUPPORTED)
+    head = data[:16]
+    image_mime = _image_mime(head)
+    if image_mime is not None:
+        decode_image(data, max_pixels=max_image_pixels, name="the image")
+        return Detected("image", image_mime)
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return Detected("json", _check_json(data))
+    return _probe_av(data)
+
+
+def _image_mime(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((mime for magic, mime in IMAGE_MAGIC.items() if head.startswith(magic)), None)
+
+
+def _check_json(data: bytes) -> str:
+    try:
+        json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"the JSON file is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    return "application/json"
+
+
+def _probe_av(data: bytes) -> Detected:
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        if data.startswith(MEDIA_MAGIC) or data[4:8] == b"ftyp":
+            raise BadInput(f"the audio/video file is damaged or truncated ({exc}); upload the complete file") from exc
+        raise UnsupportedMedia(f"not a file type we can process; upload {SUPPORTED}") from exc
+    with container:
+        videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not videos and not container.streams.audio:
+            raise UnsupportedMedia(f"the file has neither sound nor pictures; upload {SUPPORTED}")
+        _check_complete(container, videos[0] if videos else container.streams.audio[0])
+        fmt = container.format.name
+    if videos:
+        return Detected("video", VIDEO_MIME.get(fmt, "video/octet-stream"))
+    return Detected("audio", AUDIO_MIME.get(fmt, "audio/octet-stream"))
+
+
+def _check_complete(container: av.container.InputContainer, stream: av.stream.Stream) -> None:
+    """Demux (cheap: no decoding) to the end and decode one frame; a truncated file fails one or the other."""
+    last_end, decoded = 0.0, False
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base is not None:
+                last_end = max(last_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if not decoded and packet.size:
+                decoded = bool(packet.decode()) or decoded
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise BadInput(f"the {stream.type} file is damaged or truncated ({exc}); upload the complete file") from exc
+    declared = (container.duration or 0) / av.time_base
+    if not decoded:
+        raise BadInput(f"no {stream.type} frame could be decoded; the file is damaged or truncated")
+    if declared > 1.0 and last_end < 0.9 * declared:
+        raise BadInput(
+            f"the {stream.type} file is truncated: its data ends at {last_end:.1f}s of a declared {declared:.1f}s"
+        )

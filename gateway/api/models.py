@@ -1,0 +1,63 @@
+"""`GET /v1/models` (what is loaded, like `ollama ps`) and manual `POST /v1/models/{name}/load|unload`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Request
+
+from gateway.scheduler.directory import ServiceRegistry
+from gateway.scheduler.slots import ModelSlot
+from shared.schemas.gateway import ModelsReport, ModelStatus
+
+router = APIRouter(tags=["models"])
+
+
+def get_registry(request: Request) -> ServiceRegistry:
+    return request.app.state.registry
+
+
+def model_status(registry: ServiceRegistry, slot: ModelSlot) -> ModelStatus:
+    record = registry.record(slot.name)
+    budget = registry.budget
+    now, expires = datetime.now(UTC), budget.expires_in(slot)
+    last_used = record.info.last_used if record.info is not None else None
+    return ModelStatus(
+        name=slot.name, kind=record.endpoint.kind, url=record.endpoint.url, state=slot.state,
+        reserved_bytes=slot.reserved if slot.state.value in ("loading", "loaded", "unloading") else 0,
+        footprint_bytes=slot.footprint_bytes, estimated_bytes=slot.estimated_bytes, pinned=slot.pinned,
+        priority=slot.priority, in_flight=slot.in_flight, last_used=last_used,
+        expires_at=now + timedelta(seconds=expires) if expires is not None else None,
+        error=slot.error if slot.state.value in ("error", "down") else None,
+    )
+
+
+def models_report(registry: ServiceRegistry) -> ModelsReport:
+    budget = registry.budget
+    return ModelsReport(
+        budget_bytes=budget.budget_bytes, reserved_bytes=budget.reserved_bytes, free_bytes=budget.free_bytes,
+        models=[model_status(registry, slot) for slot in budget.slots.values()],
+    )
+
+
+@router.get("/v1/models", response_model=ModelsReport)
+async def list_models(request: Request) -> ModelsReport:
+    return models_report(get_registry(request))
+
+
+@router.post("/v1/models/{name}/load", response_model=ModelStatus)
+async def load_model(name: str, request: Request) -> ModelStatus:
+    registry = get_registry(request)
+    registry.record(name)
+    if not registry.records[name].up:
+        await registry.refresh(name)
+    slot = await registry.budget.load(name)
+    return model_status(registry, slot)
+
+
+@router.post("/v1/models/{name}/unload", response_model=ModelStatus)
+async def unload_model(name: str, request: Request) -> ModelStatus:
+    registry = get_registry(request)
+    registry.record(name)
+    slot = await registry.budget.unload(name)
+    return model_status(registry, slot)

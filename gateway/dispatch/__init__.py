@@ -1,0 +1,1 @@
+"""Calls to model services through the scheduler, and the generic proxy."""

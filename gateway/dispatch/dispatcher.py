@@ -1,0 +1,159 @@
+"""Calls to a model service's task endpoints, always behind the memory budget.
+
+The proxy route and the cascade both go through here: hold the model (loading it and making
+room if needed), send, release. A service that answers "not loaded" although the gateway
+thought it loaded has restarted: re-read its state and try once more.
+
+Task calls use aiohttp rather than the registry's httpx client: it costs about a quarter of the
+CPU per request (0.2 vs 0.8 ms here), and the gateway sits in front of every model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from gateway.scheduler.directory import ServiceDown, ServiceRegistry
+from shared.http.errors import ServiceError, error_detail
+
+FORWARD_REQUEST_HEADERS = ("content-type", "accept", "accept-language")
+DROP_RESPONSE_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
+
+
+class UpstreamError(ServiceError):
+    """A service's own 4xx/5xx, passed on with its status and message."""
+
+    def __init__(self, name: str, status_code: int, detail: str, headers: Mapping[str, str]) -> None:
+        super().__init__(f"{name}: {detail}", headers={k: v for k, v in headers.items() if k.lower() == "retry-after"})
+        self.status_code = status_code
+
+
+@dataclass
+class Upstream:
+    """An answer from a service whose model is still held until `close()`."""
+
+    response: aiohttp.ClientResponse
+    release: Release
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("content-type", "")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {k: v for k, v in self.response.headers.items() if k.lower() not in DROP_RESPONSE_HEADERS}
+
+    async def body(self) -> bytes:
+        try:
+            return await self.response.read()
+        finally:
+            await self.close()
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        self.response.release()
+        await self.release()
+
+
+class Release:
+    def __init__(self, dispatcher: ServiceDispatcher, name: str) -> None:
+        self.dispatcher, self.name, self.done = dispatcher, name, False
+
+    async def __call__(self) -> None:
+        if not self.done:
+            self.done = True
+            await self.dispatcher.registry.budget.release(self.name)
+
+
+class ServiceDispatcher:
+    def __init__(self, registry: ServiceRegistry) -> None:
+        self.registry = registry
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """Created on first use, inside the running event loop; one keep-alive pool for all services."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # idle connections are dropped before uvicorn's own 5 s keep-alive closes them under us
+                connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=2.0),
+                timeout=aiohttp.ClientTimeout(total=self.registry.settings.request_timeout_s, sock_connect=5.0),
+                cookie_jar=aiohttp.DummyCookieJar(),  # never carry one caller's cookies to the next
+                auto_decompress=False,  # bodies pass through as the service sent them
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def open(
+        self, name: str, path: str, *, content: bytes, headers: Mapping[str, str], query: str = ""
+    ) -> Upstream:
+        """Send one task call; the caller must read or close the answer (that releases the model)."""
+        record = self.registry.record(name)  # 404 naming the known services
+        if not record.up:
+            await self.registry.refresh(name)  # its estimate is needed before the first load
+        for attempt in range(2):
+            await self.registry.budget.acquire(name)
+            release = Release(self, name)
+            upstream = await self._send(name, path, content, headers, query, release)
+            if upstream.status_code != 503 or attempt == 1:
+                return upstream
+            try:
+                restarted = await self._restarted(name)
+            except BaseException:
+                await asyncio.shield(upstream.close())
+                raise
+            if not restarted:
+                return upstream
+            await upstream.close()
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self, name: str, path: str, content: bytes, headers: Mapping[str, str], query: str, release: Release
+    ) -> Upstream:
+        url = URL(self.registry.url(name, path) + (f"?{query}" if query else ""), encoded=True)
+        forwarded = {k: v for k, v in headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
+        try:
+            response = await self.session.post(url, data=content, headers=forwarded)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            await release()
+            await self.registry.refresh(name)
+            raise ServiceDown(name, self.registry.record(name).endpoint.url, exc) from exc
+        except BaseException:  # cancelled (the caller went away): never leave the model held
+            await asyncio.shield(release())
+            raise
+        return Upstream(response, release)
+
+    async def _restarted(self, name: str) -> bool:
+        record = await self.registry.refresh(name)
+        return record.up and record.info is not None and record.info.state.value != "loaded"
+
+    async def post_json(self, name: str, path: str, payload: object) -> dict[str, object]:
+        """For the gateway's own calls (the cascade): JSON in, JSON out, service errors raised."""
+        upstream = await self.open(
+            name, path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+        )
+        body = await upstream.body()
+        if upstream.status_code >= 400:
+            raise UpstreamError(name, upstream.status_code, error_detail(body), upstream.headers)
+        answer: dict[str, object] = json.loads(body)
+        return answer
+

@@ -1,0 +1,33 @@
+"""`POST /v1/services/{name}/{path}`: any model service's task endpoint, behind the scheduler.
+
+Body, content type (JSON or multipart), query string, status and body pass through as they
+are; server-sent events (`/v1/chat/completions` with `stream: true`) are streamed, and the
+model stays held until the stream ends.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from gateway.dispatch.dispatcher import ServiceDispatcher
+
+router = APIRouter(tags=["services"])
+
+
+def get_dispatcher(request: Request) -> ServiceDispatcher:
+    return request.app.state.dispatcher
+
+
+@router.post("/v1/services/{name}/{path:path}", summary="Call a model service's task endpoint")
+async def proxy(name: str, path: str, request: Request) -> Response:
+    upstream = await get_dispatcher(request).open(
+        name, path, content=await request.body(), headers=request.headers, query=request.url.query
+    )
+    if upstream.content_type.startswith("text/event-stream"):
+        # the background close also runs when the client goes away mid-stream: the model is released
+        return StreamingResponse(upstream.stream(), status_code=upstream.status_code, headers=upstream.headers,
+                                 background=BackgroundTask(upstream.close))
+    body = await upstream.body()
+    return Response(body, status_code=upstream.status_code, headers=upstream.headers)

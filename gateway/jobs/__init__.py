@@ -1,1 +1,0 @@
-"""Durable jobs: a Redis Streams queue (delivery) and a Postgres jobs table (state, progress, attempts)."""

@@ -1,1 +1,0 @@
-"""The storage HTTP API: upload, jobs, media, search, clusters (APIRouters included into the gateway)."""

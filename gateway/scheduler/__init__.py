@@ -1,0 +1,1 @@
+"""The gateway's scheduler: the memory budget, model slots and the service directory."""

@@ -1,0 +1,63 @@
+"""One model as the scheduler sees it, and the errors the scheduler answers with."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.http.errors import ServiceError
+from shared.schemas.gateway import SlotState
+
+HOLDING = (SlotState.loading, SlotState.loaded, SlotState.unloading)
+
+
+class ModelBackend(Protocol):
+    async def load(self, name: str) -> int:
+        """Load the model; return its measured footprint in bytes."""
+
+    async def unload(self, name: str) -> None: ...
+
+
+class BudgetExceeded(ServiceError):
+    """503 + Retry-After: no room could be made in time; the message names who holds the memory."""
+
+    status_code = 503
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class LoadFailed(ServiceError):
+    status_code = 503
+
+    def __init__(self, detail: str, retry_after_s: int = 30) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+@dataclass
+class ModelSlot:
+    name: str
+    estimated_bytes: int = 0
+    footprint_bytes: int | None = None
+    pinned: bool = False
+    priority: int = 0
+    state: SlotState = SlotState.unloaded
+    reserved: int = 0
+    in_flight: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    error: str | None = None
+    load_task: asyncio.Task[None] | None = None
+
+    @property
+    def need_bytes(self) -> int:
+        return self.footprint_bytes if self.footprint_bytes is not None else self.estimated_bytes
+
+    @property
+    def evictable(self) -> bool:
+        return self.state is SlotState.loaded and self.in_flight == 0 and not self.pinned
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"

@@ -1,0 +1,1 @@
+"""The `mediamesh` command: the CLI and the no-Docker launcher."""

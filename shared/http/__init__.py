@@ -1,0 +1,1 @@
+"""HTTP pieces every process shares: errors, the body-size limit, metrics."""

@@ -1,0 +1,1 @@
+"""The service kit: app factory, model lifecycle, served-model base class, batching, hooks."""

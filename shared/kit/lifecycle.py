@@ -1,0 +1,195 @@
+"""Model lifecycle: unloaded → loading → loaded (or error), in-flight counting, safe unload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from shared.http.errors import Unavailable
+from shared.http.metrics import ServiceMetrics
+from shared.kit.batching import DynamicBatcher
+from shared.kit.memory import release_memory
+from shared.kit.served_model import ServedModel
+from shared.schemas.model import LoadResult, ModelInfo, ModelState, UnloadResult
+
+log = logging.getLogger("mediamesh.lifecycle")
+
+M = TypeVar("M", bound=ServedModel)
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class ModelLifecycle(Generic[M]):
+    """Owns one ServedModel: collapses concurrent loads, drains requests before unload."""
+
+    def __init__(self, model: M, metrics: ServiceMetrics, *, autoload: bool = False, threads: int = 1) -> None:
+        self.model = model
+        self.metrics = metrics
+        self.autoload = autoload
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{model.settings.name}-infer")
+        self.state = ModelState.unloaded
+        self.error: str | None = None
+        self.in_flight = 0
+        self.loads = 0
+        self.load_seconds: float | None = None
+        self.loaded_at: datetime | None = None
+        self.last_used: datetime | None = None
+        self.footprint_bytes: int | None = None
+        self._load_task: asyncio.Task[LoadResult] | None = None
+        self._unloading = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._transition = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.model.settings.name
+
+    async def run(self, fn: Callable[..., R], *args: object) -> R:
+        """Run blocking work (inference) on the bounded inference thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def batched(
+        self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int, max_wait_s: float
+    ) -> DynamicBatcher[T, R]:
+        """A batcher that runs the blocking `fn` on the inference pool and records batch sizes."""
+
+        async def run_batch(items: list[T]) -> Sequence[R]:
+            return await self.run(fn, items)
+
+        return DynamicBatcher(
+            run_batch, max_batch_size=max_batch_size, max_wait_s=max_wait_s, on_batch=self.metrics.batch_size.observe
+        )
+
+    async def load(self) -> LoadResult:
+        if self.state is ModelState.loaded and not self._unloading:
+            return self._load_result(already_loaded=True)
+        if self._load_task is None or self._load_task.done():
+            self._load_task = asyncio.create_task(self._load_once())
+        return await asyncio.shield(self._load_task)
+
+    async def _load_once(self) -> LoadResult:
+        async with self._transition:
+            if self.state is ModelState.loaded:
+                return self._load_result(already_loaded=True)
+            self.state, self.error = ModelState.loading, None
+            started = time.perf_counter()
+            try:
+                await self.run(self._read_and_load)
+            except Exception as exc:  # the reason is shown in /v1/model and /health
+                log.exception("loading %s failed", self.name)
+                await self.run(self._drop_weights)
+                self.state, self.error = ModelState.error, f"{type(exc).__name__}: {exc}"
+                raise Unavailable(f"model '{self.name}' failed to load: {self.error}", retry_after_s=30) from exc
+            self.load_seconds = time.perf_counter() - started
+            self.loads += 1
+            self.loaded_at = self.last_used = datetime.now(UTC)
+            self.footprint_bytes = self.model.measure_bytes()[0]
+            self.state = ModelState.loaded
+            self.metrics.observe_load(self.load_seconds, self.footprint_bytes)
+            log.info("loaded %s in %.2fs (%d bytes)", self.name, self.load_seconds, self.footprint_bytes)
+            return self._load_result(already_loaded=False)
+
+    def _load_result(self, *, already_loaded: bool) -> LoadResult:
+        return LoadResult(
+            name=self.name,
+            state=self.state,
+            memory_bytes=self.model.measure_bytes()[0],
+            load_seconds=self.load_seconds,
+            already_loaded=already_loaded,
+        )
+
+    async def unload(self) -> UnloadResult:
+        if self._load_task is not None and not self._load_task.done():
+            await asyncio.gather(self._load_task, return_exceptions=True)
+        async with self._transition:
+            if self.state in (ModelState.unloaded, ModelState.error):
+                return UnloadResult(
+                    name=self.name, state=self.state, freed_bytes=0,
+                    memory_bytes=self.model.measure_bytes()[0], already_unloaded=True,
+                )
+            self._unloading = True
+            try:
+                await self._idle.wait()
+                before = self.model.measure_bytes()[0]
+                await self.run(self._drop_weights)
+                after = self.model.measure_bytes()[0]
+                self.state = ModelState.unloaded
+            finally:
+                self._unloading = False
+            self.metrics.observe_unload(after)
+            log.info("unloaded %s, freed %d bytes", self.name, before - after)
+            return UnloadResult(
+                name=self.name, state=self.state, freed_bytes=max(before - after, 0), memory_bytes=after
+            )
+
+    def _read_and_load(self) -> None:
+        self.model.read_weights_ahead()
+        self.model.load()
+
+    def _drop_weights(self) -> None:
+        self.model.unload()
+        release_memory()
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[M]:
+        """Hold the model for one request: 503 when it is not loaded (unless autoload)."""
+        if self.state is not ModelState.loaded or self._unloading:
+            if not self.autoload or self._unloading:
+                raise Unavailable(self._not_loaded_message())
+            await self.load()
+        self.in_flight += 1
+        self._idle.clear()
+        self.metrics.in_flight.set(self.in_flight)
+        try:
+            yield self.model
+        finally:
+            self.in_flight -= 1
+            self.last_used = datetime.now(UTC)
+            self.metrics.in_flight.set(self.in_flight)
+            if self.in_flight == 0:
+                self._idle.set()
+
+    def _not_loaded_message(self) -> str:
+        if self._unloading:
+            return f"model '{self.name}' is being unloaded; load it again with POST /v1/model/load"
+        if self.state is ModelState.error:
+            return f"model '{self.name}' failed to load ({self.error}); fix it and POST /v1/model/load"
+        if self.state is ModelState.loading:
+            return f"model '{self.name}' is still loading; retry shortly"
+        return (
+            f"model '{self.name}' is not loaded; load it with POST /v1/model/load "
+            "(the gateway does this for you) or start the service with autoload"
+        )
+
+    def info(self) -> ModelInfo:
+        used, reserved = self.model.measure_bytes()
+        return ModelInfo(
+            name=self.name,
+            model_id=str(self.model.path),
+            state=self.state,
+            error=self.error,
+            tiny=self.model.is_tiny(),
+            device=str(self.model.device),
+            dtype=str(self.model.dtype).removeprefix("torch."),
+            quantization=self.model.settings.quantization,
+            memory_bytes=used,
+            memory_reserved_bytes=reserved,
+            footprint_bytes=self.footprint_bytes,
+            estimated_bytes=self.model.estimate_bytes(),
+            load_seconds=self.load_seconds,
+            loaded_at=self.loaded_at,
+            last_used=self.last_used,
+            in_flight=self.in_flight,
+            loads=self.loads,
+            details=self.model.describe() if self.state is ModelState.loaded else {},
+        )
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)

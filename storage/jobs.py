@@ -1,0 +1,88 @@
+"""Job state in Postgres: what `GET /v1/jobs/{id}` shows and what survives a Redis or worker restart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from storage.db import Database
+from storage.models import Job, Media
+
+FINAL_STATES = ("done", "failed")
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, job_id: str) -> Job | None:
+        with self.db.session() as session:
+            return session.get(Job, job_id)
+
+    def start(self, job_id: str, alive_within_s: float) -> Job | None:
+        """Count one more attempt and mark it running; None if the job is gone, already final, or running
+        on a worker that touched it within `alive_within_s` (a duplicate delivery)."""
+        with self.db.session() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.state in FINAL_STATES:
+                return None
+            if job.state == "running" and _age_s(session, job) < alive_within_s:
+                return None
+            job.attempts += 1
+            job.state = "running"
+            job.stage = "starting"
+            if job.media_id:
+                session.execute(update(Media).where(Media.id == job.media_id).values(status="processing"))
+            return job
+
+    def touch(self, job_id: str) -> None:
+        """The worker is alive and on it (heartbeat); also what stale-job recovery looks at."""
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(updated_at=func.now()))
+
+    def stale(self, older_than_s: float, limit: int = 500) -> list[str]:
+        """Unfinished jobs nobody has touched for `older_than_s`: their queue entry may be lost."""
+        cutoff = func.now() - timedelta(seconds=older_than_s)
+        with self.db.session() as session:
+            return list(session.scalars(select(Job.id).where(Job.state.in_(("queued", "retrying", "running")),
+                                                             Job.updated_at < cutoff).limit(limit)))
+
+    def progress(self, job_id: str, progress: float, stage: str) -> None:
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id)
+                            .values(progress=max(0.0, min(1.0, progress)), stage=stage))
+
+    def finish(self, job_id: str, result: dict[str, Any]) -> None:
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id)
+                            .values(state="done", progress=1.0, stage="done", error=None, result=result))
+
+    def retry_later(self, job_id: str, error: str, delay_s: float) -> None:
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(
+                state="retrying", stage=f"retrying in {delay_s:.1f}s", error=error))
+
+    def fail(self, job_id: str, error: str) -> None:
+        """The last attempt failed: a visible, final state; the media record says so too."""
+        with self.db.session() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                return
+            job.state, job.stage, job.error = "failed", "failed", error
+            if job.media_id:
+                media = session.get(Media, job.media_id)
+                if media is not None:
+                    media.status = "failed"
+                    media.degraded_reasons = [*media.degraded_reasons, f"job failed: {error}"]
+
+
+def _age_s(session: Session, job: Job) -> float:
+    return float(session.execute(select(func.extract("epoch", func.now() - job.updated_at))).scalar_one())
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff: base, 2*base, 4*base, ... capped at max_s."""
+    return min(max_s, base_s * (2 ** max(0, attempt - 1)))

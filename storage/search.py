@@ -1,0 +1,100 @@
+"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, func, select, text
+from sqlalchemy.orm import Session
+
+from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, Transcript
+
+
+@dataclass(frozen=True)
+class Filters:
+    kind: str | None = None
+    label: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        if self.kind is not None:
+            query = query.where(Media.kind == self.kind)
+        if self.label is not None:
+            query = query.where(func.lower(Classification.label) == self.label.lower())
+        if self.since is not None:
+            query = query.where(Media.created_at >= self.since)
+        if self.until is not None:
+            query = query.where(Media.created_at < self.until)
+        return query
+
+
+@dataclass(frozen=True)
+class Hit:
+    media: Media
+    match: Literal["embedding", "transcript", "caption", "filter"]
+    score: float
+    label: str | None
+    snippet: str | None = None
+
+
+def _with_label(*columns: Any) -> Select[Any]:
+    return select(Media, Classification.label, *columns).outerjoin(Classification, Classification.media_id == Media.id)
+
+
+def nearest_images(session: Session, vector: list[float], filters: Filters, *, limit: int, offset: int,
+                   ef_search: int, exclude: str | None = None) -> list[Hit]:
+    """Images (and video frames) nearest to `vector` by cosine distance, through the HNSW index.
+
+    `kind=video` finds frames of videos (each hit names its video in `parent_id`)."""
+    # HNSW returns at most ef_search candidates before filtering: keep it above what the page needs.
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), limit + offset + 10)}"))
+    distance = ImageEmbedding.embedding.cosine_distance(vector).label("distance")
+    query = _with_label(distance).join(ImageEmbedding, ImageEmbedding.media_id == Media.id)
+    query = Filters(None, filters.label, filters.since, filters.until).apply(query)
+    if filters.kind == "image":
+        query = query.where(Media.parent_id.is_(None))
+    elif filters.kind == "video":
+        query = query.where(Media.parent_id.is_not(None))
+    elif filters.kind is not None:
+        return []
+    if exclude is not None:
+        query = query.where(Media.id != exclude)
+    rows = session.execute(query.order_by(distance).limit(limit).offset(offset)).all()
+    return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1]) for row in rows]
+
+
+def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
+    return _text_matches(session, q, filters, "transcript", Transcript, Transcript.text, Transcript.tsv, "simple",
+                         limit=limit, offset=offset)
+
+
+def caption_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
+    return _text_matches(session, q, filters, "caption", ImageAnalysis, ImageAnalysis.caption,
+                         ImageAnalysis.caption_tsv, "english", limit=limit, offset=offset)
+
+
+def _text_matches(
+    session: Session, q: str, filters: Filters, match: Literal["transcript", "caption"],
+    table: Any, text: Any, tsv: Any, language: str, *, limit: int, offset: int,
+) -> list[Hit]:
+    """Postgres full-text search over one table's text column, ranked, with a highlighted snippet."""
+    tsq = func.websearch_to_tsquery(language, q)
+    rank = func.ts_rank(tsv, tsq).label("rank")
+    snippet = func.ts_headline(language, text, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
+    query = _with_label(rank, snippet).join(table, table.media_id == Media.id).where(tsv.op("@@")(tsq))
+    rows = session.execute(filters.apply(query).order_by(rank.desc()).limit(limit).offset(offset)).all()
+    return [Hit(row[0], match, float(row[2]), row[1], row[3]) for row in rows]
+
+
+def browse(session: Session, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
+    query = filters.apply(_with_label()).where(Media.parent_id.is_(None))
+    rows = session.execute(query.order_by(Media.created_at.desc(), Media.id).limit(limit).offset(offset)).all()
+    return [Hit(row[0], "filter", 0.0, row[1]) for row in rows]
+
+
+def stored_embedding(session: Session, media_id: str) -> list[float] | None:
+    row = session.scalars(select(ImageEmbedding.embedding).where(ImageEmbedding.media_id == media_id)).first()
+    return None if row is None else [float(x) for x in row]

@@ -1,0 +1,161 @@
+"""Runs ingest and cluster jobs from the Redis stream (settings prefix `WORKER_`).
+
+Each job is acknowledged only once its outcome is in Postgres, and heart-beats while it runs, so a
+killed worker's job is delivered again after the visibility timeout. A failing job is retried with
+exponential backoff; after `max_attempts` it ends `failed` with its error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+from storage.jobs import backoff_delay
+from storage.runtime import Storage, open_storage
+from storage.settings import WorkerSettings
+from worker.metrics import WorkerMetrics
+from worker.model_client import ModelClient
+from worker.pipeline_runner import run_job
+from worker.pipelines.context import PermanentError, PipelineContext
+
+log = logging.getLogger("mediamesh.worker")
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, storage: Storage) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.consumer = settings.consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.stopping = threading.Event()
+        self.metrics = WorkerMetrics(waiting=storage.queue.waiting)
+
+    def run_forever(self) -> None:
+        threads = [threading.Thread(target=self._loop, args=(f"{self.consumer}-{i}",), name=f"worker-{i}")
+                   for i in range(self.settings.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _loop(self, consumer: str) -> None:
+        reconciles = consumer.endswith("-0")  # one thread per worker looks for lost jobs
+        next_reconcile = 0.0
+        models = ModelClient(self.settings.gateway_url or "http://127.0.0.1:8000", self.settings.model_timeout_s,
+                             self.settings.busy_retries, self.settings.api_key, self.settings.gateway_wait_s)
+        visibility_ms = int(self.settings.visibility_timeout_s * 1000)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if reconciles and time.monotonic() >= next_reconcile:
+                        next_reconcile = time.monotonic() + self.settings.reconcile_interval_s
+                        self.reconcile()
+                    self.storage.queue.promote_due()
+                    delivery = self.storage.queue.claim(consumer, visibility_ms=visibility_ms, block_ms=500)
+                    if delivery is not None:
+                        self.process(consumer, delivery.message_id, delivery.job_id, models)
+                except Exception:  # Redis or Postgres away: keep the worker alive, wait, go on
+                    log.exception("worker loop error; retrying in 1s")
+                    self.stopping.wait(1.0)
+        finally:
+            models.close()
+
+    def reconcile(self) -> int:
+        """Queue again the unfinished jobs whose queue entry is gone (e.g. Redis restarted without its data).
+        Postgres is the record of what was accepted; a duplicate delivery is harmless (see JobStore.start)."""
+        queue, jobs = self.storage.queue, self.storage.jobs
+        if not queue.lock("reconcile", self.settings.reconcile_interval_s) or queue.waiting() > 0:
+            return 0
+        lost = jobs.stale(self.settings.resolved_stale_after_s())
+        for job_id in lost:
+            jobs.touch(job_id)
+            queue.enqueue(job_id)
+        if lost:
+            log.warning("re-queued %d job(s) with no queue entry: %s", len(lost), ", ".join(lost[:10]))
+        return len(lost)
+
+    def process(self, consumer: str, message_id: str, job_id: str, models: ModelClient) -> None:
+        queue, jobs = self.storage.queue, self.storage.jobs
+        job = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
+        if job is None:  # unknown or already final (e.g. acknowledged late): nothing to do
+            queue.ack(message_id)
+            return
+        log.info("job %s (%s) attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
+        ctx = PipelineContext(db=self.storage.db, store=self.storage.store, models=models, settings=self.settings,
+                              report=lambda progress, stage: jobs.progress(job_id, progress, stage))
+        def beat() -> None:
+            queue.heartbeat(consumer, message_id)
+            jobs.touch(job_id)
+
+        heartbeat = _Heartbeat(beat, self.settings.visibility_timeout_s / 3)
+        started = time.monotonic()
+        self.metrics.running.inc()
+        try:
+            with heartbeat:
+                result = run_job(ctx, job)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("job %s attempt %d failed: %s", job_id, job.attempts, error, exc_info=True)
+            final = job.attempts >= job.max_attempts or isinstance(exc, PermanentError)
+            self.metrics.observe(job.kind, "failed" if final else "retried", time.monotonic() - started)
+            if final:
+                jobs.fail(job_id, error)
+            else:
+                delay = backoff_delay(job.attempts, self.settings.backoff_base_s, self.settings.backoff_max_s)
+                jobs.retry_later(job_id, error, delay)
+                queue.schedule(job_id, delay)  # scheduled before the ack: a crash in between re-delivers
+            queue.ack(message_id)
+            return
+        finally:
+            self.metrics.running.dec()
+        jobs.finish(job_id, result)
+        queue.ack(message_id)
+        self.metrics.observe(job.kind, "done", time.monotonic() - started)
+
+
+class _Heartbeat:
+    """Calls `beat` every `interval_s` on a thread while a job runs."""
+
+    def __init__(self, beat, interval_s: float) -> None:  # type: ignore[no-untyped-def]
+        self.beat, self.interval_s = beat, interval_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval_s):
+            try:
+                self.beat()
+            except Exception:
+                log.warning("heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call drowns the job log
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    storage = open_storage(settings)
+    worker = Worker(settings, storage)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stopping.set())
+    log.info("worker %s: queue %s, gateway %s", worker.consumer, settings.queue_name, settings.gateway_url)
+    worker.metrics.serve(settings.metrics_host, settings.metrics_port)
+    try:
+        worker.run_forever()
+    finally:
+        storage.close()
+
+
+if __name__ == "__main__":
+    main()
