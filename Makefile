@@ -14,9 +14,11 @@ up: install
 test: install-dev system-deps
 	$(BIN)/python -m pytest
 
+# ruff, mypy, and the import-linter contracts in pyproject.toml (which package may import which).
 lint: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared gateway services
+	$(BIN)/mypy shared services storage gateway worker mediamesh
+	$(BIN)/lint-imports
 
 bench: install-dev
 	$(BIN)/python -m bench

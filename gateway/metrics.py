@@ -1,51 +1,38 @@
-"""The gateway's HTTP metrics as pure ASGI middleware.
-
-Same metric names and labels as the kit's `HttpMetrics`, but without `BaseHTTPMiddleware`,
-which costs a task and a stream per request (about 0.3 ms of CPU here): the gateway sits in
-front of every model call, so its overhead counts twice. The route label comes from the
-`route` FastAPI puts into the scope while routing, instead of matching every route again.
-"""
+"""The gateway's metrics: the shared HTTP metrics plus the memory budget, read at scrape time."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
+from prometheus_client.core import GaugeMetricFamily
 
+from gateway.scheduler.budget import MemoryBudget
 from shared.http.metrics import HttpMetrics
 
 
-class _Measure:
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app, self.metrics = app, metrics
+class BudgetCollector:
+    """Budget gauges read at scrape time, so they are never stale."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        budget = self.budget
+        yield GaugeMetricFamily("mediamesh_budget_bytes", "Usable memory budget", value=budget.budget_bytes)
+        yield GaugeMetricFamily("mediamesh_budget_reserved_bytes", "Bytes held by models", value=budget.reserved_bytes)
+        loaded = GaugeMetricFamily("mediamesh_model_reserved_bytes", "Bytes held per model", labels=["model"])
+        in_flight = GaugeMetricFamily("mediamesh_model_in_flight", "Requests holding each model", labels=["model"])
+        for name, slot in budget.slots.items():
+            loaded.add_metric([name], slot.reserved)
+            in_flight.add_metric([name], slot.in_flight)
+        yield loaded
+        yield in_flight
 
 
-class GatewayMetrics(HttpMetrics):
-    def install(self, app: FastAPI) -> None:
-        app.add_middleware(_Measure, metrics=self)
-
-        @app.get("/metrics", include_in_schema=False)
-        async def _metrics() -> Response:
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+def install_metrics(app: FastAPI, budget: MemoryBudget) -> HttpMetrics:
+    """Request metrics, budget gauges and `GET /metrics` on a registry of this app's own."""
+    metrics = HttpMetrics()
+    metrics.registry.register(BudgetCollector(budget))
+    metrics.install(app)
+    return metrics

@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from sqlalchemy import text
 
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage import db as dbmod
-from storage.jobs import JobStore
 from storage.media_files import MediaStore
 from storage.queue import JobQueue, connect
+from storage.repositories.clusters import ClusterRepository
+from storage.repositories.jobs import JobRepository
+from storage.repositories.media import MediaRepository
+from storage.search import MediaSearch
 from storage.settings import StorageConnection
 
 log = logging.getLogger(__name__)
@@ -26,9 +30,21 @@ class Storage:
     db: dbmod.Database
     redis: redis.Redis
     queue: JobQueue
-    jobs: JobStore
     store: MediaStore
     embedded: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.media = MediaRepository(self.db)
+        self.jobs = JobRepository(self.db)
+        self.clusters = ClusterRepository(self.db)
+        self.search = MediaSearch(self.db)
+
+    def ping_postgres(self) -> None:
+        with self.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def ping_redis(self) -> None:
+        self.redis.ping()
 
     def close(self) -> None:
         self.redis.close()
@@ -38,6 +54,7 @@ class Storage:
 
 
 def open_storage(settings: StorageConnection, *, migrate: bool | None = None) -> Storage:
+    """Blocking: may start the embedded servers and runs `alembic upgrade head` (unless told not to)."""
     embedded: list[Any] = []
     database_url = settings.database_url
     if not database_url:
@@ -53,9 +70,9 @@ def open_storage(settings: StorageConnection, *, migrate: bool | None = None) ->
         log.info("REDIS_URL unset: embedded Redis at %s", redis_server.db_file)
     if settings.migrate_on_start if migrate is None else migrate:
         dbmod.upgrade(database_url)
-    database = dbmod.Database(database_url)
     client = connect(redis_url)
     queue = JobQueue(client, settings.queue_name)
     queue.ensure_group()
-    return Storage(settings=settings, db=database, redis=client, queue=queue, jobs=JobStore(database),
+    return Storage(settings=settings, db=dbmod.Database(database_url), redis=client, queue=queue,
                    store=MediaStore(settings.resolved_media_dir()), embedded=embedded)
+

@@ -1,4 +1,6 @@
-"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters."""
+"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters.
+
+The functions take a session (tests and callers that tune it); `MediaSearch` runs each in its own one."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session
 
+from storage.db import Database
 from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, Transcript
 
 
@@ -98,3 +101,30 @@ def browse(session: Session, filters: Filters, *, limit: int, offset: int) -> li
 def stored_embedding(session: Session, media_id: str) -> list[float] | None:
     row = session.scalars(select(ImageEmbedding.embedding).where(ImageEmbedding.media_id == media_id)).first()
     return None if row is None else [float(x) for x in row]
+
+
+class MediaSearch:
+    """The search queries, each in its own read-only unit of work (for routes, which hold no session)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def browse(self, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
+        with self.db.session() as session:
+            return browse(session, filters, limit=limit, offset=offset)
+
+    def nearest_images(self, vector: list[float], filters: Filters, *, limit: int, offset: int, ef_search: int,
+                       exclude: str | None = None) -> list[Hit]:
+        with self.db.session() as session:
+            return nearest_images(session, vector, filters, limit=limit, offset=offset, ef_search=ef_search,
+                                  exclude=exclude)
+
+    def text_matches(self, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
+        """Transcript matches, then caption matches."""
+        with self.db.session() as session:
+            return (transcript_matches(session, q, filters, limit=limit, offset=offset)
+                    + caption_matches(session, q, filters, limit=limit, offset=offset))
+
+    def stored_embedding(self, media_id: str) -> list[float] | None:
+        with self.db.session() as session:
+            return stored_embedding(session, media_id)

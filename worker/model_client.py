@@ -1,16 +1,43 @@
-"""Model calls through the gateway: the proxy `/v1/services/{name}/{path}` and the cascade `/v1/classify`."""
+"""The worker's model calls, over the shared gateway client (shared/client.py).
+
+What a failure means for a job is decided here: a stage that fails (the model is down, busy past our
+patience, refused the input, hung, or answered outside its contract) is `StageFailed` and only that
+stage is degraded; the gateway itself not answering is `GatewayUnreachable`, and the whole job is retried
+later (with backoff) instead of storing an item degraded in every stage.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from shared.http.errors import error_detail
+from shared.client import (
+    GatewayClient,
+    GatewayError,
+    GatewayUnreachable,
+    Payload,
+    RetryPolicy,
+    validation_problem,
+)
+from shared.schemas.blip2 import AnalyzeImageRequest, AnalyzeImageResponse, LabelClusterRequest, LabelClusterResponse
+from shared.schemas.clip import EmbedResponse, ImageEmbedRequest
+from shared.schemas.gateway import ClassifyRequest, ClassifyResponse
+from shared.schemas.llm import (
+    AnalyzeJsonSchemaRequest,
+    EnrichClusterRequest,
+    EnrichClusterResponse,
+    JsonSchemaAnalysis,
+)
+from shared.schemas.whisper import TranscribeOptions, TranscribeRequest, TranscribeResponse
+from storage.settings import WorkerSettings
 
-log = logging.getLogger(__name__)
+__all__ = ["GatewayUnreachable", "ModelClient", "StageFailed"]
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class StageFailed(Exception):
@@ -22,54 +49,71 @@ class StageFailed(Exception):
         self.reason = f"{service}: {reason}"
 
 
-class GatewayUnreachable(Exception):
-    """The gateway itself is not answering: not one model's fault, so the whole job is retried later
-    (with backoff) instead of storing an item degraded in every stage."""
-
-
 class ModelClient:
     def __init__(self, gateway_url: str, timeout_s: float = 300.0, busy_retries: int = 2,
                  api_key: str | None = None, gateway_wait_s: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=gateway_url.rstrip("/"), timeout=timeout_s, headers=headers,
-                                 transport=transport)
-        self.busy_retries = busy_retries
-        self.gateway_wait_s = gateway_wait_s
+        retry = RetryPolicy(busy_retries=busy_retries, connect_wait_s=gateway_wait_s)
+        self.gateway = GatewayClient(gateway_url, api_key, timeout_s, retry=retry, transport=transport)
 
-    def call(self, service: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._post(service, f"/v1/services/{service}/{path.lstrip('/')}", payload)
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> ModelClient:
+        return cls(settings.gateway_url or "http://127.0.0.1:8000", settings.model_timeout_s, settings.busy_retries,
+                   settings.api_key, settings.gateway_wait_s)
 
-    def classify(self, image_b64: str) -> dict[str, Any]:
-        return self._post("cascade", "/v1/classify", {"image": image_b64})
+    def call(self, service: str, path: str, payload: Payload, answer: type[T] | None = None) -> Any:
+        """A task endpoint of `service`; its answer validated as `answer` (raw JSON only when none is given)."""
+        with _stage(service):
+            if answer is None:
+                return self.gateway.call_json(service, path, payload)
+            return self.gateway.call(service, path, payload, answer)
 
-    def _send(self, url: str, payload: dict[str, Any]) -> httpx.Response:
-        """POST, riding out a gateway restart for up to `gateway_wait_s` (connection refused only)."""
-        deadline, pause = time.monotonic() + self.gateway_wait_s, 0.2
-        while True:
-            try:
-                return self.http.post(url, json=payload)
-            except httpx.ConnectError as exc:
-                if time.monotonic() + pause > deadline:
-                    raise GatewayUnreachable(f"the gateway at {self.http.base_url} is not answering: {exc}") from exc
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+    def classify(self, image_b64: str) -> ClassifyResponse:
+        """The cascade (`/v1/classify`): cnn first, escalated as its policy says."""
+        with _stage("cascade"):
+            return self.gateway.classify(ClassifyRequest(image=image_b64))
 
-    def _post(self, service: str, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        for attempt in range(self.busy_retries + 1):
-            try:
-                response = self._send(url, payload)
-            except httpx.HTTPError as exc:  # e.g. a timeout: the model hung, the gateway is fine
-                raise StageFailed(service, f"no answer through the gateway ({type(exc).__name__}: {exc})") from exc
-            if response.status_code == 503 and "retry-after" in response.headers and attempt < self.busy_retries:
-                # The memory budget is busy: wait as told (bounded), then try again before degrading.
-                time.sleep(min(10.0, float(response.headers["retry-after"] or 1)))
-                continue
-            if response.is_success:
-                return response.json()
-            raise StageFailed(service, f"HTTP {response.status_code}: {error_detail(response.content, limit=300)}")
-        raise AssertionError("unreachable")
+    def embed_image(self, image_b64: str) -> EmbedResponse:
+        return self.call("clip", "v1/embed/image", ImageEmbedRequest(images=[image_b64]), EmbedResponse)
+
+    def analyze_image(self, image_b64: str) -> AnalyzeImageResponse:
+        return self.call("blip2", "analyze-image", AnalyzeImageRequest(image=image_b64), AnalyzeImageResponse)
+
+    def transcribe(self, audio_b64: str) -> TranscribeResponse:
+        request = TranscribeRequest(audio=audio_b64, language="auto", options=TranscribeOptions(timestamps=True))
+        return self.call("whisper", "transcribe", request, TranscribeResponse)
+
+    def analyze_json_schema(self, samples: list[Any]) -> JsonSchemaAnalysis:
+        request = _request("llm", AnalyzeJsonSchemaRequest, json_samples=samples, user_comment="")
+        return self.call("llm", "analyze-json-schema", request, JsonSchemaAnalysis)
+
+    def label_cluster(self, images_b64: list[str], cluster_size: int) -> LabelClusterResponse:
+        request = _request("blip2", LabelClusterRequest, images=images_b64, cluster_size=cluster_size)
+        return self.call("blip2", "label-cluster", request, LabelClusterResponse)
+
+    def enrich_cluster(self, name: str, description: str, captions: list[str]) -> EnrichClusterResponse:
+        request = _request("llm", EnrichClusterRequest, cluster_name=name, description=description,
+                           sample_captions=captions)
+        return self.call("llm", "enrich-cluster", request, EnrichClusterResponse)
 
     def close(self) -> None:
-        self.http.close()
+        self.gateway.close()
 
+
+@contextmanager
+def _stage(service: str) -> Iterator[None]:
+    try:
+        yield
+    except GatewayUnreachable:
+        raise
+    except GatewayError as exc:
+        raise StageFailed(service, exc.reason) from exc
+
+
+def _request(service: str, model: type[T], **fields: Any) -> T:
+    """A request built from stored data, which the service's contract may refuse (e.g. a JSON document
+    whose samples are not objects): that is this stage failing, said as the service would say it."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise StageFailed(service, f"input refused: {validation_problem(exc)}") from exc

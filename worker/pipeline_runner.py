@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import repository
-from storage.models import Job, Media
+from storage.models import Job
 from worker.pipelines.audio import transcribe
 from worker.pipelines.clusters import build_clusters
 from worker.pipelines.context import Outcome, PermanentError, PipelineContext
@@ -25,14 +24,11 @@ def run_job(ctx: PipelineContext, job: Job) -> dict[str, Any]:
 
 
 def ingest_media(ctx: PipelineContext, media_id: str) -> dict[str, Any]:
-    with ctx.db.session() as session:
-        media = session.get(Media, media_id)
-        if media is None:
-            raise PermanentError(f"media {media_id} no longer exists")
-        kind, sha = media.kind, media.sha256
-    data = ctx.store.read(sha)
-    outcome: Outcome = PIPELINES[kind](ctx, media_id, data)
-    with ctx.db.session() as session:
-        repository.set_outcome(session, media_id, outcome.reasons)
+    media = ctx.media.get(media_id)
+    if media is None:
+        raise PermanentError(f"media {media_id} no longer exists")
+    data = ctx.store.read(media.sha256)
+    outcome: Outcome = PIPELINES[media.kind](ctx, media_id, data)
+    ctx.media.set_outcome(media_id, outcome.reasons)
     return {"media_id": media_id, "status": "degraded" if outcome.reasons else "ready",
             "computed": outcome.computed, "degraded_reasons": outcome.reasons}

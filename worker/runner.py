@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 
-from storage.jobs import backoff_delay
 from storage.runtime import Storage, open_storage
 from storage.settings import WorkerSettings
 from worker.metrics import WorkerMetrics
@@ -44,8 +43,7 @@ class Worker:
     def _loop(self, consumer: str) -> None:
         reconciles = consumer.endswith("-0")  # one thread per worker looks for lost jobs
         next_reconcile = 0.0
-        models = ModelClient(self.settings.gateway_url or "http://127.0.0.1:8000", self.settings.model_timeout_s,
-                             self.settings.busy_retries, self.settings.api_key, self.settings.gateway_wait_s)
+        models = ModelClient.from_settings(self.settings)
         visibility_ms = int(self.settings.visibility_timeout_s * 1000)
         try:
             while not self.stopping.is_set():
@@ -65,7 +63,7 @@ class Worker:
 
     def reconcile(self) -> int:
         """Queue again the unfinished jobs whose queue entry is gone (e.g. Redis restarted without its data).
-        Postgres is the record of what was accepted; a duplicate delivery is harmless (see JobStore.start)."""
+        Postgres is the record of what was accepted; a duplicate delivery is harmless (see JobRepository.start)."""
         queue, jobs = self.storage.queue, self.storage.jobs
         if not queue.lock("reconcile", self.settings.reconcile_interval_s) or queue.waiting() > 0:
             return 0
@@ -84,7 +82,8 @@ class Worker:
             queue.ack(message_id)
             return
         log.info("job %s (%s) attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
-        ctx = PipelineContext(db=self.storage.db, store=self.storage.store, models=models, settings=self.settings,
+        ctx = PipelineContext(media=self.storage.media, clusters=self.storage.clusters, store=self.storage.store,
+                              models=models, settings=self.settings,
                               report=lambda progress, stage: jobs.progress(job_id, progress, stage))
         def beat() -> None:
             queue.heartbeat(consumer, message_id)
@@ -114,6 +113,11 @@ class Worker:
         jobs.finish(job_id, result)
         queue.ack(message_id)
         self.metrics.observe(job.kind, "done", time.monotonic() - started)
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff: base, 2*base, 4*base, ... capped at max_s."""
+    return min(max_s, base_s * (2 ** max(0, attempt - 1)))
 
 
 class _Heartbeat:

@@ -10,13 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from gateway.api.accept import accept_upload, enqueue_job, find_by_sha
+from gateway.api.accept import accept_upload, enqueue_job
 from gateway.api.deps import SettingsDep, StorageDep
-from gateway.api.detail import media_detail
 from gateway.api.detect import detect
 from gateway.api.schemas import JobPublic, MediaDetail, UploadAccepted
 from shared.http.errors import NotFound, PayloadTooLarge
-from storage.models import Job
+from storage.runtime import Storage
 
 router = APIRouter(tags=["media"])
 CHUNK = 1024 * 1024
@@ -54,21 +53,27 @@ def reprocess_media(media_id: str, storage: StorageDep, settings: SettingsDep) -
 @router.get("/v1/media/by-sha256/{sha256}", response_model=MediaDetail)
 def get_media_by_sha256(sha256: str, storage: StorageDep) -> MediaDetail:
     """Is this exact file already stored? (`mediamesh ingest` asks before uploading.)"""
-    media = find_by_sha(storage, sha256.lower())
+    media = storage.media.by_sha256(sha256.lower())
     if media is None:
         raise NotFound(f"no media with sha256 {sha256}")
-    return media_detail(storage, media.id)
+    return _detail(storage, media.id)
 
 
 @router.get("/v1/media/{media_id}", response_model=MediaDetail)
 def get_media(media_id: str, storage: StorageDep) -> MediaDetail:
-    return media_detail(storage, media_id)
+    return _detail(storage, media_id)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobPublic)
 def get_job(job_id: str, storage: StorageDep) -> JobPublic:
-    with storage.db.session() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"no job with id {job_id}")
-        return JobPublic.model_validate(job)
+    job = storage.jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return JobPublic.model_validate(job)
+
+
+def _detail(storage: Storage, media_id: str) -> MediaDetail:
+    record = storage.media.record(media_id)
+    if record is None:
+        raise NotFound(f"no media with id {media_id}")
+    return MediaDetail.from_record(record)

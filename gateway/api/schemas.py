@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage.models import Media
+from storage.repositories.clusters import ClusterView
+from storage.repositories.media import MediaRecord
+
 
 class UploadAccepted(BaseModel):
     job_id: str | None = Field(description="The ingest job (the existing one for a duplicate).")
@@ -60,6 +64,31 @@ class MediaDetail(BaseModel):
     frames: list[FramePublic] = Field(default_factory=list)
     jobs: list[JobPublic] = Field(default_factory=list)
 
+    @classmethod
+    def from_record(cls, record: MediaRecord) -> MediaDetail:
+        media = record.media
+        return cls(
+            id=media.id, sha256=media.sha256, kind=media.kind, mime=media.mime, size=media.size,
+            original_name=media.original_name, status=media.status, degraded_reasons=media.degraded_reasons,
+            parent_id=media.parent_id, created_at=media.created_at, **_results(media),
+            frames=[FramePublic(t=f.t, media_id=f.frame_media_id) for f in record.frames],
+            jobs=[JobPublic.model_validate(job) for job in record.jobs],
+        )
+
+
+def _results(media: Media) -> dict[str, Any]:
+    c, e, a, t, j = media.classification, media.embedding, media.analysis, media.transcript, media.json_document
+    return {
+        "classification": c and {"label": c.label, "confidence": c.confidence, "top_k": c.top_k,
+                                 "escalated": c.escalated, "trace": c.trace},
+        "embedding": e and {"model": e.model, "dim": len(e.embedding)},
+        "analysis": a and {"caption": a.caption, "scene": a.scene, "objects": a.objects, "tags": a.tags,
+                           "colors": a.colors},
+        "transcript": t and {"text": t.text, "language": t.language, "duration_s": t.duration_s,
+                             "segments": t.segments},
+        "json_document": j and {"document": j.document, "analysis": j.analysis},
+    }
+
 
 class SearchHit(BaseModel):
     media_id: str
@@ -101,3 +130,11 @@ class ClusterPublic(BaseModel):
     representatives: list[str]
     members: list[str]
     created_at: datetime
+
+    @classmethod
+    def from_view(cls, view: ClusterView) -> ClusterPublic:
+        c = view.cluster
+        return cls(id=c.id, run_id=c.run_id, name=c.name, description=c.description, tags=c.tags,
+                   category=c.category, confidence=c.confidence, enrichment=c.enrichment, size=c.size,
+                   degraded_reasons=c.degraded_reasons, representatives=view.representatives, members=view.members,
+                   created_at=c.created_at)

@@ -1,20 +1,20 @@
-"""`install_storage(app)`: the one call that adds storage, ingest, search and clusters to the gateway app."""
+"""`install_storage(app)` adds the storage, ingest, search and clusters routes to the gateway app;
+`storage_lifespan(app)`, entered by the app's lifespan, holds their Postgres + Redis connections."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from gateway.api import clusters, media, search
+from shared.schemas.gateway import DependencyHealth
 from storage.runtime import Storage, open_storage
 from storage.settings import StorageSettings
 
@@ -22,54 +22,47 @@ log = logging.getLogger(__name__)
 
 
 def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> None:
-    """Include the routers, open Postgres + Redis (embedded when unset) and migrate at start-up,
-    close at shutdown, and register the Postgres and Redis entries of `GET /v1/health`."""
+    """Include the routers and register the Postgres and Redis entries of `GET /v1/health`.
+
+    The connections are opened by `storage_lifespan(app)`, which the app's lifespan enters."""
     settings = settings or StorageSettings()
     app.state.storage_settings = settings
+    app.state.storage = None  # until `storage_lifespan` opens it: the storage routes answer 503
     for router in (media.router, search.router, clusters.router):
         app.include_router(router)
     if not settings.storage_enabled:
         log.info("GATEWAY_STORAGE_ENABLED=false: storage routes will answer 503")
         return
-
-    async def start(the_app: FastAPI) -> None:
-        # Blocking (may start embedded servers, runs `alembic upgrade head`): off the event loop.
-        try:
-            the_app.state.storage = await asyncio.to_thread(open_storage, settings)
-        except Exception:  # the models keep serving; storage routes answer 503 and /v1/health says why
-            log.exception("storage did not start (Postgres/Redis); media, search and clusters are unavailable")
-            the_app.state.storage = None
-            the_app.state.storage_error = "storage did not start; see the gateway log"
-
-    async def stop(the_app: FastAPI) -> None:
-        storage, the_app.state.storage = getattr(the_app.state, "storage", None), None
-        if storage is not None:
-            await asyncio.to_thread(storage.close)
-
-    if hasattr(app.state, "on_startup"):  # the gateway's own start-up/shut-down hooks (gateway/app.py)
-        app.state.on_startup.append(start)
-        app.state.on_shutdown.append(stop)
-    else:
-        _wrap_lifespan(app, start, stop)
     app.add_exception_handler(OperationalError, _database_unreachable)
     if not hasattr(app.state, "dependency_checks"):
         app.state.dependency_checks = []
-    app.state.dependency_checks.extend([_check(app, "postgres", _ping_postgres), _check(app, "redis", _ping_redis)])
+    app.state.dependency_checks += [_check(app, "postgres", Storage.ping_postgres),
+                                    _check(app, "redis", Storage.ping_redis)]
 
 
-def _wrap_lifespan(app: FastAPI, start: Callable[[FastAPI], Any], stop: Callable[[FastAPI], Any]) -> None:
-    inner = app.router.lifespan_context
+@asynccontextmanager
+async def storage_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The storage part of the app's lifespan: Postgres + Redis (embedded when unset), migrated, open
+    while the app runs.
 
-    @asynccontextmanager
-    async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
-        await start(the_app)
-        try:
-            async with inner(the_app) as state:
-                yield state
-        finally:
-            await stop(the_app)
-
-    app.router.lifespan_context = lifespan
+    A storage that does not start is logged and left closed: the models keep serving, the storage
+    routes answer 503 and `/v1/health` says why. Without `install_storage` (or with storage turned
+    off) this does nothing."""
+    settings: StorageSettings | None = getattr(app.state, "storage_settings", None)
+    if settings is None or not settings.storage_enabled:
+        yield
+        return
+    try:
+        # Blocking (may start embedded servers, runs `alembic upgrade head`): off the event loop.
+        app.state.storage = await asyncio.to_thread(open_storage, settings)
+    except Exception:
+        log.exception("storage did not start (Postgres/Redis); media, search and clusters are unavailable")
+    try:
+        yield
+    finally:
+        storage, app.state.storage = app.state.storage, None
+        if storage is not None:
+            await asyncio.to_thread(storage.close)
 
 
 async def _database_unreachable(request: Request, exc: Exception) -> JSONResponse:
@@ -78,19 +71,8 @@ async def _database_unreachable(request: Request, exc: Exception) -> JSONRespons
                         status_code=503, headers={"Retry-After": "5"})
 
 
-def _ping_postgres(storage: Storage) -> None:
-    with storage.db.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-
-
-def _ping_redis(storage: Storage) -> None:
-    storage.redis.ping()
-
-
-def _check(app: FastAPI, name: str, ping: Callable[[Storage], None]) -> Callable[[], Any]:
-    async def check() -> Any:
-        from shared.schemas.gateway import DependencyHealth
-
+def _check(app: FastAPI, name: str, ping: Callable[[Storage], None]) -> Callable[[], Awaitable[DependencyHealth]]:
+    async def check() -> DependencyHealth:
         storage: Storage | None = getattr(app.state, "storage", None)
         started = time.perf_counter()
         if storage is None:

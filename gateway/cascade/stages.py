@@ -10,13 +10,15 @@ from gateway.cascade.fusion import match_answer, readable
 from shared.http.errors import ServiceError
 from shared.schemas.blip2 import VqaResponse
 from shared.schemas.clip import ZeroShotResponse
-from shared.schemas.cnn import ClassifyResponse as CnnResponse
+from shared.schemas.cnn import CnnClassifyResponse
 
 # (service name, path, JSON payload) → JSON answer; the gateway passes its budgeted dispatcher
 ServiceCall = Callable[[str, str, dict[str, object]], Awaitable[dict[str, object]]]
 
 
-class StageFailed(ServiceError):
+class CascadeStageError(ServiceError):
+    """A cascade stage that cannot run with what it was given (the gateway's error, 502)."""
+
     status_code = 502
 
 
@@ -32,12 +34,12 @@ async def run_stage(stage: StageConfig, image: str, candidates: list[str], call:
     match stage.kind:
         case "cnn":
             raw = await call(stage.service, path, {"images": [image], "top_k": stage.top_k})
-            result = CnnResponse.model_validate(raw).results[0]
+            result = CnnClassifyResponse.model_validate(raw).results[0]
             return StageResult({s.label: s.score for s in result.top_k}, entropy=result.entropy)
         case "clip":
             offered = candidates[: stage.top_k]
             if len(offered) < 2:
-                raise StageFailed(f"clip re-ranking needs at least 2 candidate labels, got {offered}")
+                raise CascadeStageError(f"clip re-ranking needs at least 2 candidate labels, got {offered}")
             prompts = {readable(label): label for label in offered}
             raw = await call(stage.service, path, {"images": [image], "labels": list(prompts),
                                                    "template": stage.template})
@@ -50,4 +52,4 @@ async def run_stage(stage: StageConfig, image: str, candidates: list[str], call:
             answer = VqaResponse.model_validate(raw).answer
             label = match_answer(answer, offered)
             return StageResult({label: 1.0} if label else {}, answer=answer)
-    raise StageFailed(f"unknown stage kind {stage.kind}")  # unreachable: the config is validated
+    raise CascadeStageError(f"unknown stage kind {stage.kind}")  # unreachable: the config is validated

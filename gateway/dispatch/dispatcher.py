@@ -14,11 +14,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Annotated
 
 import aiohttp
+from fastapi import Depends, Request
 from yarl import URL
 
-from gateway.scheduler.directory import ServiceDown, ServiceRegistry
+from gateway.scheduler.directory import ServiceRegistry
+from gateway.scheduler.lifecycle_client import ServiceDown
 from shared.http.errors import ServiceError, error_detail
 
 FORWARD_REQUEST_HEADERS = ("content-type", "accept", "accept-language")
@@ -147,13 +150,24 @@ class ServiceDispatcher:
         return record.up and record.info is not None and record.info.state.value != "loaded"
 
     async def post_json(self, name: str, path: str, payload: object) -> dict[str, object]:
-        """For the gateway's own calls (the cascade): JSON in, JSON out, service errors raised."""
+        """For the gateway's own calls (cascade, search): JSON in, JSON out, every failure a `ServiceError`."""
         upstream = await self.open(
             name, path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"}
         )
-        body = await upstream.body()
+        try:
+            body = await upstream.body()
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the service went away mid-answer
+            raise ServiceDown(name, self.registry.record(name).endpoint.url, exc) from exc
         if upstream.status_code >= 400:
             raise UpstreamError(name, upstream.status_code, error_detail(body), upstream.headers)
         answer: dict[str, object] = json.loads(body)
         return answer
 
+
+
+def get_dispatcher(request: Request) -> ServiceDispatcher:
+    dispatcher: ServiceDispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+DispatcherDep = Annotated[ServiceDispatcher, Depends(get_dispatcher)]

@@ -11,18 +11,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from gateway.dispatch.dispatcher import ServiceDispatcher
+from gateway.dispatch.dispatcher import DispatcherDep
 
 router = APIRouter(tags=["services"])
 
 
-def get_dispatcher(request: Request) -> ServiceDispatcher:
-    return request.app.state.dispatcher
-
-
 @router.post("/v1/services/{name}/{path:path}", summary="Call a model service's task endpoint")
-async def proxy(name: str, path: str, request: Request) -> Response:
-    upstream = await get_dispatcher(request).open(
+async def proxy(name: str, path: str, request: Request, dispatcher: DispatcherDep) -> Response:
+    upstream = await dispatcher.open(
         name, path, content=await request.body(), headers=request.headers, query=request.url.query
     )
     if upstream.content_type.startswith("text/event-stream"):

@@ -40,8 +40,8 @@ def collect(client: GatewayClient, images: list[tuple[str, Path]], variant: str 
     samples = []
     for label, path in track(images, description="classifying", console=console):
         answer = client.classify_file(path.read_bytes(), path.name, mode="always", variant=variant)
-        first = answer["trace"]["stages"][0]["top_k"][0]
-        samples.append(Sample(label, first["label"], first["score"], answer["label"]))
+        first = answer.trace.stages[0].top_k[0]
+        samples.append(Sample(label, first.label, first.score, answer.label))
     return samples
 
 

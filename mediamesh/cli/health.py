@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-import httpx
 import typer
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
-from shared.schemas.gateway import HealthReport, ModelsReport
+from shared.client import GatewayClient, GatewayError
+from shared.schemas.gateway import HealthReport
 
 EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
 STATUS_STYLE = {"ok": "green", "up": "green", "degraded": "yellow", "down": "red"}
@@ -32,16 +33,16 @@ def health(
 ) -> None:
     """Show the health of every service, Postgres and Redis; exit 0 ok, 1 degraded, 2 down/unreachable."""
     settings = HealthCliSettings()
-    base = (url or settings.gateway_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    try:
-        with httpx.Client(base_url=base, timeout=timeout, headers=headers) as client:
-            report, latency_ms = _fetch_health(client)
-            memory = _fetch_memory(client)
-    except (httpx.HTTPError, ValueError) as exc:
-        console.print(f"[red]down[/]: cannot get a health report from {base}/v1/health ({exc}). "
-                      "Is the mesh running? Start it with `mediamesh up`.")
-        raise typer.Exit(2) from None
+    with GatewayClient(url or settings.gateway_url, settings.api_key, timeout) as client:
+        try:
+            started = time.perf_counter()
+            report = client.health()  # a degraded or down gateway answers 503 with the same body
+            latency_ms = (time.perf_counter() - started) * 1000
+        except GatewayError as exc:
+            console.print(f"[red]down[/]: cannot get a health report from {client.base_url}/v1/health ({exc}). "
+                          "Is the mesh running? Start it with `mediamesh up`.")
+            raise typer.Exit(2) from None
+        memory = _fetch_memory(client)
     if json_output:
         console.print_json(report.model_dump_json())
     else:
@@ -49,23 +50,11 @@ def health(
     raise typer.Exit(EXIT_CODES[report.status])
 
 
-def _fetch_health(client: httpx.Client) -> tuple[HealthReport, float]:
-    """The report (a degraded or down gateway may answer 503 with the same body) and its round trip."""
-    response = client.get("/v1/health")
-    if response.status_code not in (200, 503):
-        raise ValueError(f"HTTP {response.status_code}: {response.text[:200]}")
-    try:
-        return HealthReport.model_validate(response.json()), response.elapsed.total_seconds() * 1000
-    except (ValidationError, ValueError) as exc:
-        raise ValueError(f"not a health report: {exc}") from exc
-
-
-def _fetch_memory(client: httpx.Client) -> dict[str, int]:
+def _fetch_memory(client: GatewayClient) -> dict[str, int]:
     """Bytes each model holds in the budget, from `/v1/models`; empty if the gateway cannot say."""
     try:
-        response = client.get("/v1/models")
-        report = ModelsReport.model_validate(response.json())
-    except (httpx.HTTPError, ValidationError, ValueError):
+        report = client.models()
+    except GatewayError:
         return {}
     return {m.name: m.reserved_bytes or (m.footprint_bytes or 0) for m in report.models}
 

@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from shared.client import GatewayClient, GatewayError, GatewayNoAnswer
 
 console = Console()
 UrlOption = Annotated[str | None, typer.Option("--url", help="Gateway URL; default GATEWAY_URL or :8000.")]
@@ -27,10 +28,9 @@ class CliSettings(BaseSettings):
     api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
 
 
-def _client(url: str | None, timeout: float = 120.0) -> httpx.Client:
+def _client(url: str | None, timeout: float = 120.0) -> GatewayClient:
     settings = CliSettings()
-    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    return httpx.Client(base_url=(url or settings.gateway_url).rstrip("/"), timeout=timeout, headers=headers)
+    return GatewayClient(url or settings.gateway_url, settings.api_key, timeout)
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -61,33 +61,35 @@ def _progress() -> Progress:
                     console=console)
 
 
-def _upload_all(client: httpx.Client, files: list[Path]) -> tuple[dict[str, str], int, list[tuple[Path, str]]]:
+def _upload_all(client: GatewayClient, files: list[Path]) -> tuple[dict[str, str], int, list[tuple[Path, str]]]:
+    """Upload what is not stored yet; the gateway not answering stops it (GatewayUnreachable)."""
     jobs: dict[str, str] = {}
     skipped, rejected = 0, []
     with _progress() as progress:
         task = progress.add_task("uploading", total=len(files))
         for path in files:
-            if client.get(f"/v1/media/by-sha256/{_sha256(path)}").status_code == 200:
-                skipped += 1
-            else:
-                with path.open("rb") as handle:
-                    response = client.post("/v1/media", files={"file": (path.name, handle)})
-                if response.status_code == 202:
-                    jobs[response.json()["job_id"]] = str(path)
+            try:
+                if client.media_by_sha256(_sha256(path)) is not None:
+                    skipped += 1
                 else:
-                    rejected.append((path, f"{response.status_code}: {response.json().get('detail', response.text)}"))
+                    with path.open("rb") as handle:
+                        jobs[client.upload_media(path.name, handle)["job_id"]] = str(path)
+            except GatewayNoAnswer:
+                raise
+            except GatewayError as exc:
+                rejected.append((path, f"{exc.status_code}: {exc.detail}"))
             progress.advance(task)
     return jobs, skipped, rejected
 
 
-def _wait_all(client: httpx.Client, jobs: dict[str, str], timeout_s: float) -> dict[str, dict]:
+def _wait_all(client: GatewayClient, jobs: dict[str, str], timeout_s: float) -> dict[str, dict]:
     final: dict[str, dict] = {}
     deadline = time.monotonic() + timeout_s
     with _progress() as progress:
         task = progress.add_task("processing", total=len(jobs))
         while len(final) < len(jobs) and time.monotonic() < deadline:
             for job_id in [j for j in jobs if j not in final]:
-                job = client.get(f"/v1/jobs/{job_id}").json()
+                job = client.job(job_id)
                 if job["state"] in ("done", "failed"):
                     final[job_id] = job
                     progress.advance(task)
@@ -106,8 +108,8 @@ def ingest(
     with _client(url) as client:
         try:
             jobs, skipped, rejected = _upload_all(client, files)
-        except httpx.HTTPError as exc:
-            console.print(f"[red]cannot reach the gateway at {client.base_url}: {exc}[/red]")
+        except GatewayError as exc:
+            console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
         for path, reason in rejected:
             console.print(f"[yellow]rejected[/yellow] {path}: {reason}")
@@ -134,17 +136,15 @@ def search(
     url: UrlOption = None,
 ) -> None:
     """Search by meaning (CLIP) and by words (transcripts, captions); print a table."""
-    params = {k: v for k, v in {"q": query, "kind": kind, "label": label, "limit": limit}.items() if v is not None}
     with _client(url, timeout=60.0) as client:
         try:
-            response = client.get("/v1/search", params=params)
-        except httpx.HTTPError as exc:
-            console.print(f"[red]cannot reach the gateway at {client.base_url}: {exc}[/red]")
+            answer = client.search(q=query, kind=kind, label=label, limit=limit)
+        except GatewayNoAnswer as exc:
+            console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
-    if response.status_code != 200:
-        console.print(f"[red]{response.status_code}: {response.json().get('detail', response.text)}[/red]")
-        raise typer.Exit(1)
-    answer = response.json()
+        except GatewayError as exc:
+            console.print(f"[red]{exc.status_code}: {exc.detail}[/red]")
+            raise typer.Exit(1) from exc
     table = Table(title=f"search: {query}")
     for column in ("#", "score", "match", "kind", "label", "media id", "snippet"):
         table.add_column(column, overflow="fold")

@@ -11,15 +11,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-import gateway
 from mediamesh.launcher.children import run_until_stopped
 from mediamesh.launcher.infra import Infrastructure, InfrastructureUnavailable
-from mediamesh.launcher.plan import MeshPlan, PlanOptions, plan_mesh, service_present
+from mediamesh.launcher.plan import MeshPlan, PlanOptions, plan_mesh
 from mediamesh.launcher.ports import PortsInUse, check_ports
 from mediamesh.launcher.settings import LauncherSettings
 from mediamesh.launcher.supervisor import StopFlag, Supervisor
 
-PROJECT_ROOT = Path(gateway.__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 console = Console()
 
@@ -47,8 +46,6 @@ def up(
                                      worker=worker, ports=_parse_ports(port)))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    for reason in plan.skipped:
-        console.print(f"[yellow]skipping {reason}[/]")
     if not plan.processes:
         console.print("[red]nothing to start[/]: none of the requested processes is in this tree")
         raise typer.Exit(1)
@@ -136,7 +133,7 @@ def _ensure_models(plan: MeshPlan, models: Path, log_dir: Path, stop: StopFlag) 
     """
     missing = [p.name for p in plan.processes
                if p.name not in ("gateway", "worker") and not _has_model(models / p.name)]
-    buildable = [name for name in missing if service_present(name) and _has_tiny_builder(name)]
+    buildable = [name for name in missing if _has_tiny_builder(name)]
     for name in sorted(set(missing) - set(buildable)):
         console.print(f"[yellow]{name}: no model in {models / name} and no tiny builder; it will start unloaded[/]")
     if not buildable:

@@ -1,8 +1,6 @@
 """Which processes `mediamesh up` starts, with what command line and environment.
 
 The plan is pure data (no processes), so it can be printed, checked for ports and tested.
-Pieces of the project that are not in the tree yet are skipped with a reason, so the
-launcher works at every stage of the project.
 """
 
 from __future__ import annotations
@@ -13,12 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gateway
-import services
 from shared.catalog import GATEWAY_PORT, SERVICES
 
-SERVICES_ROOT = Path(services.__file__).parent
-GATEWAY_ROOT = Path(gateway.__file__).parent
 GATEWAY_FACTORY = "gateway.app:create_app"
 
 
@@ -44,7 +38,6 @@ class ProcessSpec:
 @dataclass
 class MeshPlan:
     processes: list[ProcessSpec] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # human-readable reasons
 
     @property
     def needs_infrastructure(self) -> bool:
@@ -62,18 +55,6 @@ class PlanOptions:
     gateway: bool = True
     worker: bool = True
     ports: Mapping[str, int] = field(default_factory=dict)
-
-
-def service_present(name: str) -> bool:
-    return (SERVICES_ROOT / name / "app.py").is_file()
-
-
-def gateway_present() -> bool:
-    return (GATEWAY_ROOT / "app.py").is_file()
-
-
-def worker_present() -> bool:
-    return (GATEWAY_ROOT / "worker.py").is_file() or (GATEWAY_ROOT / "worker" / "__main__.py").is_file()
 
 
 def port_of(name: str, ports: Mapping[str, int]) -> int:
@@ -96,21 +77,11 @@ def plan_mesh(options: PlanOptions) -> MeshPlan:
                          f"choose from gateway, {', '.join(SERVICES)}")
     plan = MeshPlan()
     wanted = [n for n in SERVICES if options.only is None or n in options.only]
-    for name in wanted:
-        if not service_present(name):
-            plan.skipped.append(f"{name}: services/{name}/app.py is not in this tree yet")
-            continue
-        plan.processes.append(_service_spec(name, options))
+    plan.processes.extend(_service_spec(name, options) for name in wanted)
     if options.gateway:
-        if gateway_present():
-            plan.processes.append(_gateway_spec(options, [p.name for p in plan.processes]))
-        else:
-            plan.skipped.append("gateway: gateway/app.py is not in this tree yet")
+        plan.processes.append(_gateway_spec(options, [p.name for p in plan.processes]))
     if options.worker:
-        if worker_present():
-            plan.processes.append(_worker_spec(options))
-        else:
-            plan.skipped.append("worker: gateway/worker is not in this tree yet")
+        plan.processes.append(_worker_spec(options))
     _check_distinct_ports(plan)
     return plan
 
@@ -150,7 +121,7 @@ def _gateway_spec(options: PlanOptions, services: list[str]) -> ProcessSpec:
 def _worker_spec(options: PlanOptions) -> ProcessSpec:
     gateway_url = f"http://{_connect_host(options.host)}:{port_of('gateway', options.ports)}"
     # After the gateway: its start-up runs the database migrations the worker relies on.
-    after = "gateway" if options.gateway and gateway_present() else None
+    after = "gateway" if options.gateway else None
     return ProcessSpec("worker", [sys.executable, "-m", "worker"], {"GATEWAY_URL": gateway_url}, after=after)
 
 

@@ -8,22 +8,10 @@ from typing import Any
 
 import torch
 from PIL import Image
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from shared.config import ServiceSettings
+from services.blip2.settings import Blip2Settings
 from shared.kit.quantization import estimated_loaded_bytes, place, pretrained_kwargs
 from shared.kit.served_model import ServedModel
-
-
-class Blip2Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="BLIP2_", env_nested_delimiter="__", extra="ignore")
-
-    name: str = "blip2"
-    port: int = 8001
-    max_new_tokens: int = Field(default=30, ge=1, le=200, description="Longest caption or answer, in tokens.")
-    max_objects: int = Field(default=8, ge=1, le=50)
-    num_colors: int = Field(default=5, ge=1, le=16)
 
 
 @dataclass(frozen=True)
@@ -61,7 +49,8 @@ class Blip2Model(ServedModel):
         return estimated_loaded_bytes(self.path, self.settings.quantization, self.dtype)
 
     def describe(self) -> dict[str, Any]:
-        return {"num_query_tokens": self.processor.num_query_tokens, "max_new_tokens": self.settings.max_new_tokens}
+        return {"num_query_tokens": self.processor.num_query_tokens, "max_new_tokens": self.settings.max_new_tokens,
+                "max_batch_size": self.settings.max_batch_size}
 
     def _inputs(self, images: list[Image.Image], prompts: list[str] | None) -> Any:
         inputs = self.processor(images=images, text=prompts, return_tensors="pt", padding=prompts is not None)
@@ -69,9 +58,21 @@ class Blip2Model(ServedModel):
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         return inputs
 
-    @torch.inference_mode()
+    def _chunks(self, images: list[Image.Image]) -> list[list[Image.Image]]:
+        size = self.settings.max_batch_size
+        return [images[i:i + size] for i in range(0, len(images), size)]
+
     def generate(self, images: list[Image.Image], prompt: str | None = None) -> list[Generated]:
-        """Greedy answers, one per image; with `prompt` (e.g. "Question: ... Answer:") the same for each."""
+        """Greedy answers, one per image; with `prompt` (e.g. "Question: ... Answer:") the same for each.
+        At most BLIP2_MAX_BATCH_SIZE images go through the model at once."""
+        return [answer for chunk in self._chunks(images) for answer in self._generate(chunk, prompt)]
+
+    def score_options(self, images: list[Image.Image], prompt: str, options: list[str]) -> list[list[float]]:
+        """For each image, a probability over `options` as answers to `prompt` (mean token log-likelihood)."""
+        return [row for chunk in self._chunks(images) for row in self._score_options(chunk, prompt, options)]
+
+    @torch.inference_mode()
+    def _generate(self, images: list[Image.Image], prompt: str | None) -> list[Generated]:
         self.processor.tokenizer.padding_side = "left"
         inputs = self._inputs(images, [prompt] * len(images) if prompt else None)
         out = self.model.generate(
@@ -96,8 +97,7 @@ class Blip2Model(ServedModel):
         )
 
     @torch.inference_mode()
-    def score_options(self, images: list[Image.Image], prompt: str, options: list[str]) -> list[list[float]]:
-        """For each image, a probability over `options` as answers to `prompt` (mean token log-likelihood)."""
+    def _score_options(self, images: list[Image.Image], prompt: str, options: list[str]) -> list[list[float]]:
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "right"
         texts = [f"{prompt} {option}" for option in options]

@@ -1,16 +1,16 @@
-"""blip2 task routes: analyse an image, answer a question about it, name a cluster of images."""
+"""blip2 tasks: analyse an image, answer a question about it, name a cluster of images.
+
+Images are decoded by the `decode` hooks, on a worker thread; the model runs in `predict`.
+"""
 
 from __future__ import annotations
 
-import time
-
-from fastapi import APIRouter
 from PIL import Image
 
 from services.blip2 import analysis
-from services.blip2.model import Blip2Model
+from services.blip2.model import Blip2Model, Generated
 from shared.imaging import decode_image_base64
-from shared.kit.service import LifecycleDep
+from shared.kit.tasks import TaskRouter
 from shared.schemas.blip2 import (
     AnalyzeImageRequest,
     AnalyzeImageResponse,
@@ -20,20 +20,21 @@ from shared.schemas.blip2 import (
     VqaResponse,
 )
 
-router = APIRouter(tags=["blip2"])
+router = TaskRouter(tags=["blip2"])
 
 
-def _decode(data: str, model: Blip2Model, name: str = "image") -> Image.Image:
-    return decode_image_base64(data, max_pixels=model.settings.max_image_pixels, name=name)
+def decode_image(model: Blip2Model, body: AnalyzeImageRequest | VqaRequest) -> Image.Image:
+    return decode_image_base64(body.image, max_pixels=model.settings.max_image_pixels, name="image")
 
 
-def _elapsed_ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
+def decode_images(model: Blip2Model, body: LabelClusterRequest) -> list[Image.Image]:
+    limit = model.settings.max_image_pixels
+    return [decode_image_base64(data, max_pixels=limit, name=f"images[{i}]") for i, data in enumerate(body.images)]
 
 
-def analyze(model: Blip2Model, image: Image.Image, tasks: set[str]) -> dict[str, object]:
-    """Blocking: every requested task on one image (runs on the inference thread)."""
-    result: dict[str, object] = {}
+def analyze(model: Blip2Model, body: AnalyzeImageRequest, image: Image.Image) -> dict[str, object]:
+    """Every requested task on one image."""
+    tasks, result = set(body.tasks), dict[str, object]()
     if "caption" in tasks:
         result["caption"] = model.generate([image], analysis.CAPTION_PROMPT)[0].text
     if "objects" in tasks:
@@ -49,25 +50,11 @@ def analyze(model: Blip2Model, image: Image.Image, tasks: set[str]) -> dict[str,
     return result
 
 
-@router.post("/analyze-image")
-async def analyze_image(body: AnalyzeImageRequest, lifecycle: LifecycleDep) -> AnalyzeImageResponse:
-    started = time.perf_counter()
-    async with lifecycle.use() as model:
-        image = _decode(body.image, model)
-        result = await lifecycle.run(analyze, model, image, set(body.tasks))
-    return AnalyzeImageResponse(**result, processing_time_ms=_elapsed_ms(started))  # type: ignore[arg-type]
+def answer_question(model: Blip2Model, body: VqaRequest, image: Image.Image) -> Generated:
+    return model.generate([image], f"Question: {body.question} Answer:")[0]
 
 
-@router.post("/v1/vqa")
-async def vqa(body: VqaRequest, lifecycle: LifecycleDep) -> VqaResponse:
-    started = time.perf_counter()
-    async with lifecycle.use() as model:
-        image = _decode(body.image, model)
-        answers = await lifecycle.run(model.generate, [image], f"Question: {body.question} Answer:")
-    return VqaResponse(answer=answers[0].text, processing_time_ms=_elapsed_ms(started))
-
-
-def label_cluster_blocking(model: Blip2Model, images: list[Image.Image]) -> dict[str, object]:
+def name_cluster(model: Blip2Model, body: LabelClusterRequest, images: list[Image.Image]) -> dict[str, object]:
     captions = [g.text for g in model.generate(images, analysis.CAPTION_PROMPT)]
     subjects = [g.text for g in model.generate(images, "Question: What is the main subject of this picture? Answer:")]
     scores = model.score_options(images, analysis.CATEGORY_PROMPT, analysis.CATEGORIES)
@@ -75,16 +62,25 @@ def label_cluster_blocking(model: Blip2Model, images: list[Image.Image]) -> dict
     best = max(range(len(mean)), key=mean.__getitem__)
     category = analysis.CATEGORIES[best]
     name, description, tags = analysis.cluster_label(captions, subjects, category)
+    if body.cluster_size > 1:
+        description = f"{description} ({body.cluster_size} items)"
     return {"cluster_name": name, "description": description, "tags": tags,
             "primary_category": category, "confidence": round(mean[best], 4)}
 
 
-@router.post("/label-cluster")
-async def label_cluster(body: LabelClusterRequest, lifecycle: LifecycleDep) -> LabelClusterResponse:
-    started = time.perf_counter()
-    async with lifecycle.use() as model:
-        images = [_decode(data, model, f"images[{i}]") for i, data in enumerate(body.images)]
-        result = await lifecycle.run(label_cluster_blocking, model, images)
-    if body.cluster_size > 1:
-        result["description"] = f"{result['description']} ({body.cluster_size} items)"
-    return LabelClusterResponse(**result, processing_time_ms=_elapsed_ms(started))  # type: ignore[arg-type]
+@router.task("/v1/analyze-image", decode=decode_image, predict=analyze, aliases=["/analyze-image"])
+def analyze_image(model: Blip2Model, body: AnalyzeImageRequest, result: dict[str, object]) -> AnalyzeImageResponse:
+    """Caption, objects, scene, orientation and dominant colours of one image (the `tasks` asked for)."""
+    return AnalyzeImageResponse.model_validate(result)
+
+
+@router.task("/v1/vqa", decode=decode_image, predict=answer_question)
+def vqa(model: Blip2Model, body: VqaRequest, answer: Generated) -> VqaResponse:
+    """A short answer to a question about one image."""
+    return VqaResponse(answer=answer.text)
+
+
+@router.task("/v1/label-cluster", decode=decode_images, predict=name_cluster, aliases=["/label-cluster"])
+def label_cluster(model: Blip2Model, body: LabelClusterRequest, result: dict[str, object]) -> LabelClusterResponse:
+    """A name, description, tags and category for a cluster of images."""
+    return LabelClusterResponse.model_validate(result)

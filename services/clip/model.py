@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from services.clip.label_cache import LabelEmbeddingCache
+from services.clip.label_cache import LabelEmbeddingCache, LabelKey
 from services.clip.settings import ClipSettings
 from shared.http.errors import ServiceError
 from shared.imaging import decode_image_base64
@@ -98,6 +98,16 @@ class ClipModel(ServedModel):
         with torch.inference_mode():
             pixels = torch.from_numpy(np.stack(arrays)).to(self.device, self.dtype)
             return _normalised(model.get_image_features(pixel_values=pixels).pooler_output)
+
+    def label_embeddings(self, key: LabelKey) -> np.ndarray:
+        """The prompts' text embeddings, from the LRU cache when this (labels, template) was seen before."""
+        cached = self.label_cache.get(key)
+        if cached is not None:
+            return cached
+        labels, template = key
+        embeddings = np.stack(self.embed_texts([template.replace("{}", label) for label in labels]))
+        self.label_cache.put(key, embeddings)
+        return embeddings
 
     def embed_texts(self, texts: list[str]) -> list[np.ndarray]:
         model = self._loaded()

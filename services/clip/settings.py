@@ -5,10 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ServiceSettings
+from shared.config import BatchSettings, ImageInputSettings
 
 
-class ClipSettings(ServiceSettings):
+class ClipSettings(ImageInputSettings, BatchSettings):
+    """Images and texts in, dynamically batched; no quantization setting (CLIP runs in its dtype)."""
+
     model_config = SettingsConfigDict(env_prefix="CLIP_", env_nested_delimiter="__", extra="ignore")
 
     name: str = "clip"

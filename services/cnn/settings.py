@@ -7,12 +7,14 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ServiceSettings
+from shared.config import BatchSettings, ImageInputSettings
 
 WeightFormat = Literal["auto", "hf", "torchscript", "onnx"]
 
 
-class CnnSettings(ServiceSettings):
+class CnnSettings(ImageInputSettings, BatchSettings):
+    """Images in, dynamically batched; no quantization setting (the runtimes run the weights as stored)."""
+
     model_config = SettingsConfigDict(env_prefix="CNN_", env_nested_delimiter="__", extra="ignore")
 
     name: str = "cnn"

@@ -1,6 +1,6 @@
 """`python -m services.llm`: serve the LLM on LLM_HOST:LLM_PORT (default 127.0.0.1:8003); loads on demand."""
 
-from services.llm.model import LlmSettings
+from services.llm.settings import LlmSettings
 from shared.kit.serve import serve
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from services.llm.structured import JsonSchemaLogitsProcessor
 from shared.http.errors import BadInput
 from shared.kit.lifecycle import ModelLifecycle
 from shared.kit.service import LifecycleDep
+from shared.kit.tasks import Task
 from shared.schemas.llm import (
     AssistantMessage,
     ChatCompletion,
@@ -34,7 +35,10 @@ router = APIRouter(tags=["openai"])
 ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
 
 
-def prepare(model: LlmModel, body: ChatCompletionRequest) -> tuple[list[int], SamplingParams, Any]:
+Prepared = tuple[list[int], SamplingParams, Any]
+
+
+def prepare(model: LlmModel, body: ChatCompletionRequest) -> Prepared:
     """Prompt ids, sampling parameters and (for response_format) a JSON constraint, or a 422."""
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
     if messages[-1]["role"] == "assistant":
@@ -86,25 +90,34 @@ async def stream(
         yield "data: [DONE]\n\n"
 
 
+def chat_complete(model: LlmModel, body: ChatCompletionRequest, prepared: Prepared) -> Completion:
+    ids, params, constraint = prepared
+    return model.complete(ids, params, logits_processor=constraint)
+
+
+def chat_answer(model: LlmModel, body: ChatCompletionRequest, done: Completion) -> ChatCompletion:
+    return ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=body.model or model.settings.name,
+        choices=[Choice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)],  # type: ignore[arg-type]
+        usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                    total_tokens=done.prompt_tokens + done.completion_tokens),
+    )
+
+
+CHAT = Task(decode=prepare, predict=chat_complete, encode=chat_answer)
+# fail before a stream starts (503 not loaded, 422 limits) so the client sees a proper status
+CHECK_CHAT = Task(decode=prepare, encode=lambda model, body, prepared: None)
+
+
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest, lifecycle: LifecycleDep, request: Request
 ) -> ChatCompletion | StreamingResponse:
     if body.stream:
-        # fail before the stream starts (503 not loaded, 422 limits) so the client sees a proper status
-        async with lifecycle.use() as model:
-            await lifecycle.run(prepare, model, body)
+        await CHECK_CHAT.run(lifecycle, body)
         return StreamingResponse(stream(lifecycle, body, request), media_type="text/event-stream")
-    async with lifecycle.use() as model:
-        ids, params, constraint = await lifecycle.run(prepare, model, body)
-        done = await lifecycle.run(lambda: model.complete(ids, params, logits_processor=constraint))
-        name = body.model or model.settings.name
-    return ChatCompletion(
-        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=name,
-        choices=[Choice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)],  # type: ignore[arg-type]
-        usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-                    total_tokens=done.prompt_tokens + done.completion_tokens),
-    )
+    answer: ChatCompletion = await CHAT.run(lifecycle, body)
+    return answer
 
 
 @router.get("/v1/models")

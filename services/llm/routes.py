@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from typing import Any
-
-from fastapi import APIRouter
 
 from services.llm import tasks
 from services.llm.decoding import SamplingParams
 from services.llm.model import Completion, LlmModel
 from services.llm.structured import JsonSchemaLogitsProcessor, max_json_chars, parse_document
 from shared.http.errors import BadInput
-from shared.kit.service import LifecycleDep
+from shared.kit.tasks import TaskRouter
 from shared.schemas.llm import (
     AnalyzeJsonSchemaRequest,
     EnrichClusterRequest,
@@ -22,11 +20,7 @@ from shared.schemas.llm import (
     JsonSchemaAnalysis,
 )
 
-router = APIRouter(tags=["llm"])
-
-
-def elapsed_ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
+router = TaskRouter(tags=["llm"])
 
 
 def check_budget(model: LlmModel, prompt_ids: list[int], max_tokens: int) -> None:
@@ -49,40 +43,59 @@ def structured(model: LlmModel, messages: list[dict[str, str]], schema: dict[str
     return parse_document(model.complete(prompt, params, logits_processor=processor).text)
 
 
-def generate_blocking(model: LlmModel, body: GenerateRequest) -> Completion:
+def prompt_ids(model: LlmModel, body: GenerateRequest) -> list[int]:
     ids = model.chat_ids([{"role": "user", "content": body.prompt}]) if body.chat else model.text_ids(body.prompt)
     check_budget(model, ids, body.max_tokens)
+    return ids
+
+
+def complete(model: LlmModel, body: GenerateRequest, ids: list[int]) -> Completion:
     params = SamplingParams(body.max_tokens, body.temperature, body.top_p, tuple(body.stop_sequences))
     return model.complete(ids, params)
 
 
-@router.post("/generate")
-async def generate(body: GenerateRequest, lifecycle: LifecycleDep) -> GenerateResponse:
-    started = time.perf_counter()
-    async with lifecycle.use() as model:
-        done = await lifecycle.run(generate_blocking, model, body)
-    return GenerateResponse(text=done.text, tokens_generated=done.completion_tokens,
-                            finish_reason=done.finish_reason, processing_time_ms=elapsed_ms(started))
+@dataclass(frozen=True)
+class StructuredPrompt:
+    messages: list[dict[str, str]]
+    schema: dict[str, Any]
+    names: dict[str, str] = field(default_factory=dict)  # draft name → real key (schema analysis)
 
 
-@router.post("/analyze-json-schema")
-async def analyze_json_schema(body: AnalyzeJsonSchemaRequest, lifecycle: LifecycleDep) -> JsonSchemaAnalysis:
-    started = time.perf_counter()
+def schema_analysis_prompt(model: LlmModel, body: AnalyzeJsonSchemaRequest) -> StructuredPrompt:
     samples: list[dict[str, Any]] = body.json_samples
-    async with lifecycle.use() as model:
-        names = tasks.draft_names(tasks.field_names(samples))
-        schema = tasks.schema_analysis_draft(model.settings, list(names))
-        messages = tasks.schema_analysis_messages(samples, body.user_comment, names)
-        draft = await lifecycle.run(structured, model, messages, schema)
-    return JsonSchemaAnalysis(**tasks.schema_analysis_answer(draft, names), processing_time_ms=elapsed_ms(started))
+    names = tasks.draft_names(tasks.field_names(samples))
+    return StructuredPrompt(tasks.schema_analysis_messages(samples, body.user_comment, names),
+                            tasks.schema_analysis_draft(model.settings, list(names)), names)
 
 
-@router.post("/enrich-cluster")
-async def enrich_cluster(body: EnrichClusterRequest, lifecycle: LifecycleDep) -> EnrichClusterResponse:
-    started = time.perf_counter()
-    async with lifecycle.use() as model:
-        schema = tasks.enrich_draft(model.settings)
-        messages = tasks.enrich_messages(body.cluster_name, body.description, body.sample_captions)
-        draft = await lifecycle.run(structured, model, messages, schema)
-    answer = tasks.enrich_answer(draft, body.cluster_name)
-    return EnrichClusterResponse(**answer, processing_time_ms=elapsed_ms(started))
+def enrich_prompt(model: LlmModel, body: EnrichClusterRequest) -> StructuredPrompt:
+    messages = tasks.enrich_messages(body.cluster_name, body.description, body.sample_captions)
+    return StructuredPrompt(messages, tasks.enrich_draft(model.settings))
+
+
+def write_draft(model: LlmModel, body: object, prompt: StructuredPrompt) -> tuple[StructuredPrompt, dict[str, Any]]:
+    return prompt, structured(model, prompt.messages, prompt.schema)
+
+
+@router.task("/v1/generate", decode=prompt_ids, predict=complete, aliases=["/generate"])
+def generate(model: LlmModel, body: GenerateRequest, done: Completion) -> GenerateResponse:
+    """Free generation from a prompt (raw, or as one chat turn)."""
+    return GenerateResponse(text=done.text, tokens_generated=done.completion_tokens, finish_reason=done.finish_reason)
+
+
+@router.task("/v1/analyze-json-schema", decode=schema_analysis_prompt, predict=write_draft,
+             aliases=["/analyze-json-schema"])
+def analyze_json_schema(
+    model: LlmModel, body: AnalyzeJsonSchemaRequest, drafted: tuple[StructuredPrompt, dict[str, Any]]
+) -> JsonSchemaAnalysis:
+    """A table name, storage type, field descriptions and indexes for sample JSON documents."""
+    prompt, draft = drafted
+    return JsonSchemaAnalysis(**tasks.schema_analysis_answer(draft, prompt.names))
+
+
+@router.task("/v1/enrich-cluster", decode=enrich_prompt, predict=write_draft, aliases=["/enrich-cluster"])
+def enrich_cluster(
+    model: LlmModel, body: EnrichClusterRequest, drafted: tuple[StructuredPrompt, dict[str, Any]]
+) -> EnrichClusterResponse:
+    """A category hierarchy, folder path, tags, relationships and search text for a named cluster."""
+    return EnrichClusterResponse(**tasks.enrich_answer(drafted[1], body.cluster_name))

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from services.llm.model import LlmSettings
+from services.llm.settings import LlmSettings
 
 _NOT_IDENT = re.compile(r"[^a-z0-9_]+")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:@$ -]{1,64}")

@@ -1,8 +1,7 @@
-"""`python -m services.whisper`: run the whisper service with its settings (env prefix WHISPER_)."""
+"""`python -m services.whisper`: serve the whisper service on its port."""
 
-from services.whisper.model import WhisperSettings
+from services.whisper.settings import WhisperSettings
 from shared.kit.serve import serve
 
 if __name__ == "__main__":
-    settings = WhisperSettings()
-    serve("services.whisper.app:create_app", settings)
+    serve("services.whisper.app:create_app", WhisperSettings())

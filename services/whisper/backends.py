@@ -50,7 +50,7 @@ class TranscribedSegment:
 
 
 @dataclass(frozen=True)
-class Transcript:
+class TranscriptionResult:
     language: str | None
     language_probability: float | None
     segments: list[TranscribedSegment]
@@ -63,7 +63,7 @@ class Transcript:
 class TranscriptionBackend(Protocol):
     name: str
 
-    def transcribe(self, samples: np.ndarray, options: DecodeOptions) -> Transcript: ...
+    def transcribe(self, samples: np.ndarray, options: DecodeOptions) -> TranscriptionResult: ...
 
     def languages(self) -> frozenset[str]: ...
 
@@ -83,7 +83,7 @@ class FasterWhisperBackend:
             str(folder), device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
         )
 
-    def transcribe(self, samples: np.ndarray, options: DecodeOptions) -> Transcript:
+    def transcribe(self, samples: np.ndarray, options: DecodeOptions) -> TranscriptionResult:
         segments, info = self.model.transcribe(
             samples,
             language=options.language,
@@ -92,7 +92,7 @@ class FasterWhisperBackend:
             initial_prompt=options.initial_prompt,
             temperature=list(options.temperature) if isinstance(options.temperature, tuple) else options.temperature,
         )
-        return Transcript(
+        return TranscriptionResult(
             language=info.language,
             language_probability=info.language_probability,
             segments=_numbered([_segment(s) for s in segments]),  # the generator decodes as it is read
@@ -127,13 +127,13 @@ class OpenAIWhisperBackend:
 
     name = "openai-whisper"
 
-    def __init__(self, checkpoint: Path, *, device: torch.device) -> None:
+    def __init__(self, checkpoint: Path, *, device: torch.device, fp16: bool) -> None:
         import whisper
 
-        self.device = device
+        self.device, self.fp16 = device, fp16
         self.model = whisper.load_model(str(checkpoint), device=device)
 
-    def transcribe(self, samples: np.ndarray, options: DecodeOptions) -> Transcript:
+    def transcribe(self, samples: np.ndarray, options: DecodeOptions) -> TranscriptionResult:
         import whisper
 
         result = whisper.transcribe(
@@ -145,11 +145,11 @@ class OpenAIWhisperBackend:
             word_timestamps=options.word_timestamps,
             initial_prompt=options.initial_prompt,
             temperature=options.temperature,
-            fp16=self.device.type == "cuda",
+            fp16=self.fp16,
             verbose=None,
         )
         segments = _numbered([_openai_segment(s, options.word_timestamps) for s in result["segments"]])
-        return Transcript(language=result.get("language"), language_probability=None, segments=segments)
+        return TranscriptionResult(language=result.get("language"), language_probability=None, segments=segments)
 
     def languages(self) -> frozenset[str]:
         from whisper.tokenizer import LANGUAGES

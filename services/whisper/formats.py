@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from services.whisper.backends import TranscribedSegment, Transcript
+from services.whisper.backends import TranscribedSegment, TranscriptionResult
 from shared.schemas.whisper import (
     OpenAISegment,
     OpenAITranscription,
@@ -17,7 +17,7 @@ from shared.schemas.whisper import (
 
 
 def transcribe_response(
-    transcript: Transcript, *, model: str, duration_s: float, word_level: bool, elapsed_ms: float
+    transcript: TranscriptionResult, *, model: str, duration_s: float, word_level: bool
 ) -> TranscribeResponse:
     segments = [
         Segment(
@@ -30,16 +30,16 @@ def transcribe_response(
     return TranscribeResponse(
         model=model, text=transcript.text, language=transcript.language,
         language_probability=transcript.language_probability, duration_s=round(duration_s, 3),
-        segments=segments, processing_time_ms=round(elapsed_ms, 2),
+        segments=segments,
     )
 
 
-def openai_json(transcript: Transcript) -> OpenAITranscription:
+def openai_json(transcript: TranscriptionResult) -> OpenAITranscription:
     return OpenAITranscription(text=transcript.text)
 
 
 def openai_verbose(
-    transcript: Transcript, *, duration_s: float, with_segments: bool, with_words: bool
+    transcript: TranscriptionResult, *, duration_s: float, with_segments: bool, with_words: bool
 ) -> OpenAIVerboseTranscription:
     segments = [_openai_segment(s) for s in transcript.segments] if with_segments else None
     words = None
@@ -59,7 +59,7 @@ def _openai_segment(s: TranscribedSegment) -> OpenAISegment:
     )
 
 
-def srt(transcript: Transcript) -> str:
+def srt(transcript: TranscriptionResult) -> str:
     cues = [
         f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
         for n, s in enumerate(transcript.segments, start=1)
@@ -67,7 +67,7 @@ def srt(transcript: Transcript) -> str:
     return "\n".join(cues)
 
 
-def vtt(transcript: Transcript) -> str:
+def vtt(transcript: TranscriptionResult) -> str:
     cues = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n" for s in transcript.segments]
     return "WEBVTT\n\n" + "\n".join(cues)
 

@@ -1,59 +1,21 @@
-"""The whisper service's settings and its ServedModel: picks a backend, loads it, measures it."""
+"""The whisper service's ServedModel: picks a backend, loads it, measures it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any
 
 import psutil
 import torch
-from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from services.whisper.backends import (
     FasterWhisperBackend,
     OpenAIWhisperBackend,
     TranscriptionBackend,
 )
+from services.whisper.settings import WhisperSettings
 from services.whisper.tiny import OPENAI_TINY_CHECKPOINT, REAL_WEIGHTS_MARKER
-from shared.config import ServiceSettings
 from shared.kit.served_model import ServedModel
-
-
-class WhisperSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="WHISPER_", env_nested_delimiter="__", extra="ignore")
-
-    name: str = "whisper"
-    port: int = 8002
-    backend: Literal["faster", "openai"] = "faster"
-    openai_checkpoint: str = Field(
-        default=OPENAI_TINY_CHECKPOINT, description="openai-whisper `.pt` file in the model folder (or a full path)."
-    )
-    compute_type: str | None = Field(
-        default=None, description="CTranslate2 compute type; default from the device and quantization."
-    )
-    cpu_threads: int = Field(default=0, ge=0, description="CTranslate2 threads on the CPU; 0 lets it choose.")
-    beam_size: int = Field(default=5, ge=1, le=10)
-    max_audio_seconds: float = Field(default=3 * 3600, gt=0, description="Longer audio gets 413.")
-    max_request_bytes: int = 100 * 1024 * 1024
-
-    @model_validator(mode="after")
-    def _quantization_fits_backend(self) -> Self:
-        if "quantization" not in self.model_fields_set:
-            # faster-whisper's own default on the CPU is int8; openai-whisper has no quantized path
-            self.quantization = "8bit" if self.backend == "faster" else "none"
-        if self.backend == "openai" and self.quantization != "none":
-            raise ValueError("openai-whisper runs unquantized: set WHISPER_QUANTIZATION=none or WHISPER_BACKEND=faster")
-        if self.quantization == "4bit":
-            raise ValueError("faster-whisper has no 4-bit mode: set WHISPER_QUANTIZATION to 8bit or none")
-        return self
-
-    def ct2_compute_type(self, device: torch.device) -> str:
-        if self.compute_type:
-            return self.compute_type
-        if device.type == "cuda":
-            return "int8_float16" if self.quantization == "8bit" else "float16"
-        return "int8" if self.quantization == "8bit" else "float32"
 
 
 class WhisperModel(ServedModel):
@@ -79,7 +41,7 @@ class WhisperModel(ServedModel):
                 "for faster-whisper, a tiny openai-whisper checkpoint) or set WHISPER_MODEL_PATH"
             )
         if self.settings.backend == "openai":
-            self.backend = OpenAIWhisperBackend(self.weights_file, device=self.device)
+            self.backend = OpenAIWhisperBackend(self.weights_file, device=self.device, fp16=self.dtype == torch.float16)
         else:
             self.backend = self._load_faster()
         self._languages = self.backend.languages()

@@ -6,18 +6,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from services.whisper import formats
-from services.whisper.transcription import decode_options, transcribe
+from services.whisper.transcription import OPENAI_TRANSCRIBE, TRANSCRIBE, AudioJob, decode_options
 from shared.http.errors import BadInput
-from shared.imaging import decode_base64
 from shared.kit.service import LifecycleDep
 from shared.schemas.whisper import ResponseFormat, TranscribeOptions, TranscribeRequest, TranscribeResponse
 
 router = APIRouter(tags=["whisper"])
+
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema with its `$defs` put in place, so it stands alone inside `openapi_extra`."""
@@ -56,23 +55,24 @@ TRANSCRIBE_BODY = {
 }
 
 
-@router.post("/transcribe", openapi_extra=TRANSCRIBE_BODY)
 async def transcribe_audio(request: Request, lifecycle: LifecycleDep) -> TranscribeResponse:
     """Transcribe a base64 `audio` (JSON) or an uploaded `file` (multipart): text, language, timed segments."""
+    audio: bytes | str  # base64 is decoded by the task's decode hook, off the event loop
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        body, raw = await _from_form(request)
+        body, audio = await _from_form(request)
     else:
         body = _parse_json(await request.body())
-        raw = decode_base64(body.audio, what="audio")
+        audio = body.audio
     options = decode_options(
         lifecycle.model.settings.beam_size, language=body.language, word_level=body.options.word_level,
         prompt=body.options.initial_prompt, beam_size=body.options.beam_size,
     )
-    done = await transcribe(lifecycle, raw, options)
-    return formats.transcribe_response(
-        done.transcript, model=done.model, duration_s=done.audio.duration_s,
-        word_level=body.options.word_level, elapsed_ms=done.elapsed_ms,
-    )
+    answer: TranscribeResponse = await TRANSCRIBE.run(lifecycle, AudioJob(audio, options))
+    return answer
+
+
+router.add_api_route("/v1/transcribe", transcribe_audio, methods=["POST"], openapi_extra=TRANSCRIBE_BODY)
+router.add_api_route("/transcribe", transcribe_audio, methods=["POST"], openapi_extra=TRANSCRIBE_BODY, deprecated=True)
 
 
 def _parse_json(raw: bytes) -> TranscribeRequest:
@@ -124,23 +124,10 @@ async def openai_transcriptions(
         lifecycle.model.settings.beam_size, language=language, word_level="word" in granularities,
         prompt=prompt, temperature=temperature,
     )
-    done = await transcribe(lifecycle, await file.read(), options, name=file.filename or "file")
-    transcript = done.transcript
-    match fmt:
-        case ResponseFormat.json:
-            return JSONResponse(formats.openai_json(transcript).model_dump())
-        case ResponseFormat.text:
-            return PlainTextResponse(transcript.text)
-        case ResponseFormat.srt:
-            return PlainTextResponse(formats.srt(transcript))
-        case ResponseFormat.vtt:
-            return PlainTextResponse(formats.vtt(transcript), media_type="text/vtt")
-        case ResponseFormat.verbose_json:
-            verbose = formats.openai_verbose(
-                transcript, duration_s=done.audio.duration_s,
-                with_segments="segment" in granularities or not granularities, with_words="word" in granularities,
-            )
-            return JSONResponse(verbose.model_dump(exclude_none=True))
+    job = AudioJob(await file.read(), options, name=file.filename or "file", response_format=fmt,
+                   granularities=frozenset(granularities))
+    answer: Response = await OPENAI_TRANSCRIBE.run(lifecycle, job)
+    return answer
 
 
 def _response_format(value: str) -> ResponseFormat:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,3 +93,17 @@ class DynamicBatcher(Generic[T, R]):
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+
+
+@dataclass(frozen=True, eq=False)
+class Batch(Generic[T, R]):
+    """A batched predict hook that tasks share, e.g. clip's image embedding used by two endpoints.
+
+    `fn(model, items)` runs on the inference thread and returns one result per item, in order. A
+    result that is an exception fails only the request that sent that item (one bad image in a
+    shared batch). The kit gives each app one `DynamicBatcher` per `Batch`, sized by the service's
+    `max_batch_size` and `batch_timeout_ms`.
+    """
+
+    fn: Callable[[Any, list[T]], Sequence[R | Exception]]
+    name: str = "batch"

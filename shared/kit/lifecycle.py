@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from shared.config import BatchSettings
 from shared.http.errors import Unavailable
 from shared.http.metrics import ServiceMetrics
-from shared.kit.batching import DynamicBatcher
+from shared.kit.batching import Batch, DynamicBatcher
 from shared.kit.memory import release_memory
 from shared.kit.served_model import ServedModel
 from shared.schemas.model import LoadResult, ModelInfo, ModelState, UnloadResult
@@ -46,6 +47,7 @@ class ModelLifecycle(Generic[M]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._transition = asyncio.Lock()
+        self._batchers: dict[Batch[Any, Any], DynamicBatcher[Any, Any]] = {}
 
     @property
     def name(self) -> str:
@@ -66,6 +68,20 @@ class ModelLifecycle(Generic[M]):
         return DynamicBatcher(
             run_batch, max_batch_size=max_batch_size, max_wait_s=max_wait_s, on_batch=self.metrics.batch_size.observe
         )
+
+    def batcher(self, batch: Batch[T, R]) -> DynamicBatcher[T, R]:
+        """This app's batcher for `batch`, sized by the service's BatchSettings (made on first call)."""
+        found = self._batchers.get(batch)
+        if found is None:
+            settings = self.model.settings
+            if not isinstance(settings, BatchSettings):
+                raise TypeError(f"{type(settings).__name__} has no max_batch_size / batch_timeout_ms: "
+                                f"derive it from shared.config.BatchSettings to serve the batch '{batch.name}'")
+            model = self.model
+            found = self.batched(lambda items: batch.fn(model, items), max_batch_size=settings.max_batch_size,
+                                 max_wait_s=settings.batch_timeout_ms / 1000)
+            self._batchers[batch] = found
+        return found
 
     async def load(self) -> LoadResult:
         if self.state is ModelState.loaded and not self._unloading:
@@ -178,7 +194,7 @@ class ModelLifecycle(Generic[M]):
             tiny=self.model.is_tiny(),
             device=str(self.model.device),
             dtype=str(self.model.dtype).removeprefix("torch."),
-            quantization=self.model.settings.quantization,
+            quantization=self.model.quantization,
             memory_bytes=used,
             memory_reserved_bytes=reserved,
             footprint_bytes=self.footprint_bytes,

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from shared.config import ServiceSettings
+from shared.config import QuantizationSettings
 from shared.kit.memory import weight_file_bytes
 
 
@@ -17,7 +17,7 @@ class QuantizationUnavailable(RuntimeError):
     """Quantization was asked for where it cannot run (no CUDA, or bitsandbytes missing)."""
 
 
-def pretrained_kwargs(settings: ServiceSettings, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def pretrained_kwargs(settings: QuantizationSettings, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """Keyword arguments for `from_pretrained`: plain dtype on CPU/CUDA, or a `BitsAndBytesConfig`."""
     if settings.quantization == "none":
         return {"dtype": dtype}
@@ -44,7 +44,7 @@ def pretrained_kwargs(settings: ServiceSettings, device: torch.device, dtype: to
     return {"quantization_config": config, "dtype": dtype, "device_map": {"": device.index or 0}}
 
 
-def place(model: torch.nn.Module, settings: ServiceSettings, device: torch.device) -> torch.nn.Module:
+def place(model: torch.nn.Module, settings: QuantizationSettings, device: torch.device) -> torch.nn.Module:
     """Move an unquantized model to its device (bitsandbytes models are placed by `device_map`)."""
     if settings.quantization == "none":
         model = model.to(device)

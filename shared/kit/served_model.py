@@ -72,6 +72,11 @@ class ServedModel(ABC):
         folder = self.path if self.path.is_dir() else self.path.parent
         return (folder / "TINY_RANDOM_WEIGHTS").exists()
 
+    @property
+    def quantization(self) -> str:
+        """What `/v1/model` reports: the service's quantization setting where it has one."""
+        return str(getattr(self.settings, "quantization", "none"))
+
     def describe(self) -> dict[str, Any]:
         """Service-specific facts for `/v1/model` (`details`): labels, backend, embedding size..."""
         return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
@@ -15,6 +15,7 @@ from shared.http.metrics import ServiceMetrics
 from shared.http.size_limit import RequestSizeLimit
 from shared.kit.lifecycle import ModelLifecycle
 from shared.kit.served_model import ServedModel
+from shared.kit.tasks import TaskRouter
 from shared.schemas.model import Health, LoadResult, ModelInfo, ModelState, UnloadResult
 
 log = logging.getLogger("mediamesh.service")
@@ -23,6 +24,8 @@ log = logging.getLogger("mediamesh.service")
 def get_lifecycle(request: Request) -> ModelLifecycle[Any]:
     return request.app.state.lifecycle
 
+
+S = TypeVar("S", bound=ServiceSettings)
 
 LifecycleDep = Annotated[ModelLifecycle[Any], Depends(get_lifecycle)]
 
@@ -57,13 +60,16 @@ def contract_router() -> APIRouter:
 
 
 def create_service_app(
-    settings: ServiceSettings,
-    make_model: Callable[[ServiceSettings], ServedModel],
+    settings: S,
+    make_model: Callable[[S], ServedModel],
     routers: Sequence[APIRouter],
     *,
     title: str,
 ) -> FastAPI:
-    """Build a model service: lifecycle endpoints, /metrics, size cap, error policy, task routers."""
+    """Build a model service: lifecycle endpoints, /metrics, size cap, error policy, task routers.
+
+    The batchers of every `TaskRouter`'s tasks are made here, so a service whose settings lack
+    batch settings fails at start-up, not on its first request."""
     metrics = ServiceMetrics()
     lifecycle: ModelLifecycle[Any] = ModelLifecycle(
         make_model(settings), metrics, autoload=settings.autoload, threads=settings.inference_threads
@@ -90,6 +96,8 @@ def create_service_app(
     app.include_router(contract_router())
     for router in routers:
         app.include_router(router)
+        for batch in router.batches if isinstance(router, TaskRouter) else []:
+            lifecycle.batcher(batch)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     return app
 

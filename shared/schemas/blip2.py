@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from shared.schemas.common import TimedResponse
+
 AnalysisTask = Literal["caption", "scene", "objects", "colors"]
 ALL_TASKS: list[AnalysisTask] = ["caption", "scene", "objects", "colors"]
 MAX_CLUSTER_IMAGES = 5
@@ -24,7 +26,7 @@ class DetectedObject(BaseModel):
     confidence: float = Field(ge=0, le=1, description="The model's probability for the words naming the object.")
 
 
-class AnalyzeImageResponse(BaseModel):
+class AnalyzeImageResponse(TimedResponse):
     caption: str | None = None
     objects: list[DetectedObject] = Field(default_factory=list)
     scene_type: Literal["indoor", "outdoor"] | None = None
@@ -33,7 +35,6 @@ class AnalyzeImageResponse(BaseModel):
         default=None, description="From the image's aspect ratio (part of the scene task)."
     )
     dominant_colors: list[str] = Field(default_factory=list, description="Hex colours, most frequent first.")
-    processing_time_ms: float
 
 
 class VqaRequest(BaseModel):
@@ -48,9 +49,8 @@ class VqaRequest(BaseModel):
         return value.strip()
 
 
-class VqaResponse(BaseModel):
+class VqaResponse(TimedResponse):
     answer: str
-    processing_time_ms: float
 
 
 class LabelClusterRequest(BaseModel):
@@ -68,10 +68,9 @@ class LabelClusterRequest(BaseModel):
         return images
 
 
-class LabelClusterResponse(BaseModel):
+class LabelClusterResponse(TimedResponse):
     cluster_name: str = Field(min_length=1)
     description: str
     tags: list[str]
     primary_category: str
     confidence: float = Field(ge=0, le=1)
-    processing_time_ms: float

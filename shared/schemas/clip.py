@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from shared.schemas.common import LabelScore
+from shared.schemas.common import LabelScore, TimedResponse
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -17,11 +17,10 @@ class TextEmbedRequest(BaseModel):
     texts: list[str] = Field(min_length=1, max_length=256)
 
 
-class EmbedResponse(BaseModel):
+class EmbedResponse(TimedResponse):
     model: str
     dim: int
     embeddings: list[list[float]] = Field(description="L2-normalised, one per input, in input order.")
-    processing_time_ms: float
 
 
 class ZeroShotRequest(BaseModel):
@@ -34,7 +33,6 @@ class ZeroShotResult(BaseModel):
     scores: list[LabelScore] = Field(description="Softmax over the labels, highest first.")
 
 
-class ZeroShotResponse(BaseModel):
+class ZeroShotResponse(TimedResponse):
     model: str
     results: list[ZeroShotResult]
-    processing_time_ms: float

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from shared.schemas.common import LabelScore
+from shared.schemas.common import LabelScore, TimedResponse
 
 
 class ClassifyRequest(BaseModel):
@@ -18,7 +18,6 @@ class Classification(BaseModel):
     margin: float = Field(description="Top-1 minus top-2 probability.")
 
 
-class ClassifyResponse(BaseModel):
+class CnnClassifyResponse(TimedResponse):
     model: str
     results: list[Classification]
-    processing_time_ms: float

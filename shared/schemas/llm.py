@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.schemas.common import TimedResponse
+
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
 FOLDER_PATH = r"^/([a-z0-9_]+/)+$"
 
@@ -34,11 +36,10 @@ class GenerateRequest(BaseModel):
         return values
 
 
-class GenerateResponse(BaseModel):
+class GenerateResponse(TimedResponse):
     text: str
     tokens_generated: int
     finish_reason: Literal["stop", "length"]
-    processing_time_ms: float
 
 
 class AnalyzeJsonSchemaRequest(BaseModel):
@@ -64,13 +65,12 @@ def _sample_object(index: int, sample: Any) -> dict[str, Any]:
     return sample
 
 
-class JsonSchemaAnalysis(BaseModel):
+class JsonSchemaAnalysis(TimedResponse):
     table_name: str = Field(pattern=IDENTIFIER)
     storage_type: Literal["sql", "jsonb"]
     reasoning: str = Field(max_length=2000)
     fields: dict[str, str] = Field(description="Field name → what it holds.")
     indexes: list[str] = Field(max_length=10, description="Fields worth an index; each is a key of `fields`.")
-    processing_time_ms: float
 
 
 class EnrichClusterRequest(BaseModel):
@@ -84,13 +84,12 @@ class ClusterRelationships(BaseModel):
     parent: str | None = None
 
 
-class EnrichClusterResponse(BaseModel):
+class EnrichClusterResponse(TimedResponse):
     hierarchy: list[str] = Field(min_length=1, max_length=8)
     folder_path: str = Field(pattern=FOLDER_PATH)
     extended_tags: list[str] = Field(max_length=30)
     relationships: ClusterRelationships
     search_description: str = Field(max_length=2000)
-    processing_time_ms: float
 
 
 # --- OpenAI-compatible chat completions (the subset the `openai` client sends and reads) ---

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from shared.schemas.common import TimedResponse
+
 
 class TranscribeOptions(BaseModel):
     timestamps: bool = Field(default=True, description="Segment start/end times (always on; seed contract).")
@@ -35,14 +37,13 @@ class Segment(BaseModel):
     words: list[Word] | None = Field(default=None, description="Present when word_level was asked for.")
 
 
-class TranscribeResponse(BaseModel):
+class TranscribeResponse(TimedResponse):
     model: str
     text: str = Field(description="The whole transcript; empty for silent or empty audio.")
     language: str | None = Field(description="ISO-639-1 code; detected when 'auto'; null for empty audio.")
     language_probability: float | None = None
     duration_s: float
     segments: list[Segment]
-    processing_time_ms: float
 
 
 class ResponseFormat(StrEnum):

@@ -13,16 +13,10 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 
-from mediamesh.launcher.plan import gateway_present, service_present, worker_present
 from tests.support.mesh import MeshUp, run_cli
 from tests.support.processes import free_port
 
 SERVICES = ("cnn", "clip", "blip2")  # what the image pipeline calls; whisper and llm stay off to spare the CPU
-
-pytestmark = pytest.mark.skipif(
-    not (gateway_present() and worker_present() and all(service_present(s) for s in SERVICES)),
-    reason="needs gateway/app.py, gateway/worker and services cnn, clip, blip2",
-)
 
 
 @pytest.fixture

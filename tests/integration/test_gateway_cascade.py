@@ -22,7 +22,7 @@ from shared.imaging import decode_image_base64
 from shared.kit.service import LifecycleDep, create_service_app
 from shared.schemas.blip2 import VqaRequest, VqaResponse
 from shared.schemas.clip import ZeroShotRequest, ZeroShotResponse
-from shared.schemas.cnn import ClassifyRequest, ClassifyResponse
+from shared.schemas.cnn import ClassifyRequest, CnnClassifyResponse
 from tests.support.linear_service import LinearModel, LinearSettings
 from tests.support.processes import ServiceProcess
 
@@ -37,11 +37,11 @@ def colour(image_b64: str) -> str:
 
 
 @stand_in.post("/v1/classify")
-async def cnn(body: ClassifyRequest, lifecycle: LifecycleDep) -> ClassifyResponse:
+async def cnn(body: ClassifyRequest, lifecycle: LifecycleDep) -> CnnClassifyResponse:
     async with lifecycle.use():
         probs = CNN[colour(body.images[0])]
     top = [{"label": k, "score": v} for k, v in probs.items()][: body.top_k]
-    return ClassifyResponse.model_validate({"model": "cnn", "processing_time_ms": 0.1,
+    return CnnClassifyResponse.model_validate({"model": "cnn", "processing_time_ms": 0.1,
                                             "results": [{"top_k": top, "entropy": 0.5, "margin": 0.1}]})
 
 

@@ -12,13 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mediamesh.launcher.plan import service_present
 from tests.support import media_samples as samples
 from tests.support.processes import ServiceProcess
 from tests.support.storage_env import Stack, WorkerProcess, fresh_database, shared_redis_url
 
 SERVICES = ("cnn", "clip", "blip2", "whisper", "llm")
-pytestmark = pytest.mark.skipif(not all(service_present(s) for s in SERVICES), reason="needs all five services")
 
 
 @pytest.fixture(scope="module")

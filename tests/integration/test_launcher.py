@@ -14,12 +14,8 @@ import psutil
 import pytest
 
 from mediamesh.cli.models import TINY_MARKER
-from mediamesh.launcher.plan import service_present
 from tests.support.mesh import MeshUp, run_cli
 from tests.support.processes import free_port
-
-pytestmark = pytest.mark.skipif(not (service_present("cnn") and service_present("clip")),
-                                reason="needs services/cnn and services/clip")
 
 
 @pytest.fixture

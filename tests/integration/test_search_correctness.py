@@ -140,5 +140,5 @@ def test_clusters_group_colours_and_are_named(stack: Stack) -> None:
     assert sorted(c["name"] for c in clusters) == ["blue things", "green things", "red things"]
     assert sorted(c["size"] for c in clusters) == [1, 2, 2]
     for cluster in clusters:
-        assert cluster["enrichment"]["folder_path"] == f"colours/{cluster['name']}"
+        assert cluster["enrichment"]["folder_path"] == f"/colours/{cluster['name'].replace(' ', '_')}/"
         assert cluster["representatives"] == cluster["members"]  # ≤ 5 members: all are representatives

@@ -1,9 +1,11 @@
 """TEST DOUBLE of the gateway for storage tests: the real storage routes (`install_storage`) plus fake
-model endpoints behind the same paths as the real proxy (`/v1/services/{name}/...`, `/v1/classify`).
+model endpoints behind the same paths as the real proxy (`/v1/services/{name}/...`, `/v1/classify`),
+and the same fakes in process for the routes that call the dispatcher (search).
 
-The fakes give known answers: an image's CLIP embedding encodes its mean colour, so the text "red"
-finds red images; the cascade labels an image with its nearest colour name. `POST /fake/config`
-makes a service down (503) or slow, to test degraded results and killed workers.
+The fakes give known answers, in the shapes of shared/schemas (the worker checks every answer): an image's
+CLIP embedding encodes its mean colour, so the text "red" finds red images; the cascade labels an image
+with its nearest colour name. `POST /fake/config` makes a service down (503) or slow, to test degraded
+results and killed workers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from PIL import Image
 
-from gateway.api.storage_install import install_storage
+from gateway.api.storage_install import install_storage, storage_lifespan
+from gateway.dispatch.dispatcher import UpstreamError
 from shared.http.errors import install_error_handlers
 from tests.support.media_samples import COLORS
 
@@ -45,9 +48,10 @@ def nearest_color(rgb: tuple[float, float, float]) -> str:
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="fake gateway (test double)")
+    app = FastAPI(title="fake gateway (test double)", lifespan=storage_lifespan)
     install_error_handlers(app)
     app.state.fake = {"down": [], "delay_s": {}, "transcript": "the quarterly report is ready", "calls": {}}
+    app.state.dispatcher = FakeDispatcher(app)
     install_storage(app)
 
     @app.get("/health")
@@ -83,6 +87,20 @@ def create_app() -> FastAPI:
         return handler(app, body)
 
     return app
+
+
+class FakeDispatcher:
+    """`ServiceDispatcher.post_json` as the gateway's own routes call it, answered by the fakes."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def post_json(self, name: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await _gate(self.app, name)
+        except HTTPException as exc:
+            raise UpstreamError(name, exc.status_code, str(exc.detail), exc.headers or {}) from exc
+        return FAKES[(name, path)](self.app, payload)
 
 
 async def _gate(app: FastAPI, service: str) -> None:
@@ -123,7 +141,7 @@ def _transcribe(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
 def _json_schema(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
     keys = sorted({k for sample in body["json_samples"] if isinstance(sample, dict) for k in sample})
     return {"table_name": "records", "storage_type": "jsonb", "reasoning": "fake analysis",
-            "fields": {k: f"field {k}" for k in keys}, "indexes": keys[:1]}
+            "fields": {k: f"field {k}" for k in keys}, "indexes": keys[:1], "processing_time_ms": 1.0}
 
 
 def _label_cluster(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
@@ -135,8 +153,9 @@ def _label_cluster(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
 
 def _enrich(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
     name = body["cluster_name"]
-    return {"hierarchy": ["colours", name], "folder_path": f"colours/{name}", "extended_tags": [name, "colour"],
-            "relationships": {}, "search_description": f"images of {name}"}
+    return {"hierarchy": ["colours", name], "folder_path": f"/colours/{name.replace(' ', '_')}/",
+            "extended_tags": [name, "colour"], "relationships": {}, "search_description": f"images of {name}",
+            "processing_time_ms": 1.0}
 
 
 FAKES = {("clip", "v1/embed/image"): _embed_image, ("clip", "v1/embed/text"): _embed_text,

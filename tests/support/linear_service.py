@@ -6,22 +6,24 @@ and memory size, so budgets can be exercised without real models).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import torch
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
+from starlette.concurrency import run_in_threadpool
 
-from shared.config import ServiceSettings
+from shared.config import BatchSettings, ImageInputSettings
 from shared.imaging import decode_image_base64
+from shared.kit.batching import Batch
 from shared.kit.served_model import ServedModel
 from shared.kit.service import LifecycleDep, create_service_app
+from shared.kit.tasks import TaskRouter
 
 
-class LinearSettings(ServiceSettings):
+class LinearSettings(ImageInputSettings, BatchSettings):
     model_config = SettingsConfigDict(env_prefix="LINEAR_", extra="ignore")
     name: str = "linear"
     load_delay_s: float = 0.0
@@ -78,30 +80,28 @@ class ImageRequest(BaseModel):
     image: str
 
 
-router = APIRouter()
+router = TaskRouter()
+PREDICT = Batch(LinearModel.predict, name="linear")
 
 
-@router.post("/v1/predict")
-async def predict(body: PredictRequest, lifecycle: LifecycleDep, request: Request) -> dict[str, float]:
-    async with lifecycle.use():
-        await asyncio.sleep(body.hold_s)
-        y = await request.app.state.batcher.submit(body.x)
-    return {"y": y}
+def hold(model: LinearModel, body: PredictRequest) -> list[float]:
+    """The decode hook: waits `hold_s` while holding the model (what a slow decode does)."""
+    time.sleep(body.hold_s)
+    return [body.x]
+
+
+@router.task("/v1/predict", decode=hold, batch=PREDICT)
+def predict(model: LinearModel, body: PredictRequest, ys: list[float]) -> dict[str, float]:
+    return {"y": ys[0]}
 
 
 @router.post("/v1/image-size")
 async def image_size(body: ImageRequest, lifecycle: LifecycleDep) -> dict[str, int]:
-    image = decode_image_base64(body.image, max_pixels=lifecycle.model.settings.max_image_pixels)
+    """Decodes without the model (works while unloaded), off the event loop."""
+    limit = lifecycle.model.settings.max_image_pixels
+    image = await run_in_threadpool(decode_image_base64, body.image, max_pixels=limit)
     return {"width": image.width, "height": image.height}
 
 
 def create_app() -> FastAPI:
-    settings = LinearSettings()
-    app = create_service_app(settings, LinearModel, [router], title="linear test service")
-
-    lifecycle = app.state.lifecycle
-    app.state.batcher = lifecycle.batched(
-        lambda xs: lifecycle.model.predict(xs),
-        max_batch_size=settings.max_batch_size, max_wait_s=settings.batch_timeout_ms / 1000,
-    )
-    return app
+    return create_service_app(LinearSettings(), LinearModel, [router], title="linear test service")

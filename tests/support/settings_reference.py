@@ -19,9 +19,9 @@ SETTINGS = [
     ("Everyone", "shared.config:HomeSettings"),
     ("cnn service", "services.cnn.settings:CnnSettings"),
     ("clip service", "services.clip.settings:ClipSettings"),
-    ("blip2 service", "services.blip2.model:Blip2Settings"),
-    ("whisper service", "services.whisper.model:WhisperSettings"),
-    ("llm service", "services.llm.model:LlmSettings"),
+    ("blip2 service", "services.blip2.settings:Blip2Settings"),
+    ("whisper service", "services.whisper.settings:WhisperSettings"),
+    ("llm service", "services.llm.settings:LlmSettings"),
     ("gateway", "gateway.settings:GatewaySettings"),
     ("gateway storage (ingest, search)", "storage.settings:StorageSettings"),
     ("worker", "storage.settings:WorkerSettings"),
@@ -32,7 +32,7 @@ SETTINGS = [
     ("gateway client (`shared/client.py`, used by the CLI)", "shared.client:ClientSettings"),
 ]
 # Classes only ever used as a base: their variables are documented through their subclasses.
-BASE_CLASSES = {"StorageConnection"}
+BASE_CLASSES = {"StorageConnection", "ImageInputSettings", "BatchSettings", "QuantizationSettings"}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 BEGIN, END = "<!-- generated:settings -->", "<!-- /generated:settings -->"
 

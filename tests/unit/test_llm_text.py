@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 
 from services.llm import tasks
 from services.llm.decoding import TextDeltas, cut_at_stop
-from services.llm.model import LlmSettings
+from services.llm.settings import LlmSettings
 from services.llm.structured import max_json_chars, parse_document
 from services.llm.tiny import build_tokenizer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared.config import ServiceSettings
+from shared.config import QuantizationSettings
 from shared.kit.quantization import QuantizationUnavailable, estimated_loaded_bytes, pretrained_kwargs
 
 
@@ -37,7 +37,7 @@ def test_estimate_without_config_assumes_float32(tmp_path: Path) -> None:
 
 
 def test_quantization_on_cpu_is_refused_with_the_fix() -> None:
-    class Settings(ServiceSettings):
+    class Settings(QuantizationSettings):
         model_config = {"env_prefix": "DEMO_"}  # type: ignore[assignment]
 
     with pytest.raises(QuantizationUnavailable, match="DEMO_QUANTIZATION=none"):

@@ -7,8 +7,8 @@ import torch
 from pydantic import ValidationError
 
 from services.whisper import formats
-from services.whisper.backends import TranscribedSegment, Transcript
-from services.whisper.model import WhisperSettings
+from services.whisper.backends import TranscribedSegment, TranscriptionResult
+from services.whisper.settings import WhisperSettings
 
 
 def segment(i: int, start: float, end: float, text: str) -> TranscribedSegment:
@@ -16,7 +16,7 @@ def segment(i: int, start: float, end: float, text: str) -> TranscribedSegment:
                               avg_logprob=-0.1, compression_ratio=1.2, no_speech_prob=0.01, words=None)
 
 
-TRANSCRIPT = Transcript(language="en", language_probability=0.9, segments=[
+TRANSCRIPT = TranscriptionResult(language="en", language_probability=0.9, segments=[
     segment(0, 0.0, 2.5, " Hello there."), segment(1, 2.5, 3723.0456, " An hour later."),
 ])
 

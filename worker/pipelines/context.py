@@ -1,12 +1,14 @@
-"""What every pipeline gets: the database, the media store, the model client and a progress callback."""
+"""What every pipeline gets: the media and cluster repositories, the media store, the model client and a
+progress callback."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from storage.db import Database
 from storage.media_files import MediaStore
+from storage.repositories.clusters import ClusterRepository
+from storage.repositories.media import MediaRepository
 from storage.settings import WorkerSettings
 from worker.model_client import ModelClient
 
@@ -15,7 +17,8 @@ Progress = Callable[[float, str], None]
 
 @dataclass
 class PipelineContext:
-    db: Database
+    media: MediaRepository
+    clusters: ClusterRepository
     store: MediaStore
     models: ModelClient
     settings: WorkerSettings

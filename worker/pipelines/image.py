@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
-from storage import repository
 from storage.models import EMBEDDING_DIM
+from storage.repositories.media import ImageResults
 from worker.model_client import StageFailed
 from worker.pipelines.context import Outcome, PipelineContext
 
@@ -17,9 +18,11 @@ def analyse_image(ctx: PipelineContext, media_id: str, data: bytes, span: tuple[
     outcome = Outcome()
     start, width = span[0], span[1] - span[0]
     results: dict[str, Any] = {}
-    stages = (("classification", lambda: ctx.models.classify(image_b64)),
-              ("embedding", lambda: _embed(ctx, image_b64)),
-              ("analysis", lambda: ctx.models.call("blip2", "analyze-image", {"image": image_b64})))
+    stages: tuple[tuple[str, Callable[[], Any]], ...] = (
+        ("classification", lambda: ctx.models.classify(image_b64)),
+        ("embedding", lambda: _embed(ctx, image_b64)),
+        ("analysis", lambda: ctx.models.analyze_image(image_b64)),
+    )
     for index, (name, run) in enumerate(stages):
         ctx.report(start + width * index / len(stages), name)
         try:
@@ -27,20 +30,13 @@ def analyse_image(ctx: PipelineContext, media_id: str, data: bytes, span: tuple[
             outcome.computed.append(name)
         except StageFailed as exc:
             outcome.reasons.append(exc.reason)
-    with ctx.db.session() as session:
-        if "classification" in results:
-            repository.save_classification(session, media_id, results["classification"])
-        if "embedding" in results:
-            model, vector = results["embedding"]
-            repository.save_embedding(session, media_id, model, vector)
-        if "analysis" in results:
-            repository.save_analysis(session, media_id, results["analysis"])
+    ctx.media.save_image_results(media_id, ImageResults(**results))
     return outcome
 
 
 def _embed(ctx: PipelineContext, image_b64: str) -> tuple[str, list[float]]:
-    answer = ctx.models.call("clip", "v1/embed/image", {"images": [image_b64]})
-    vector = answer["embeddings"][0]
+    answer = ctx.models.embed_image(image_b64)
+    vector = answer.embeddings[0]
     if len(vector) != EMBEDDING_DIM:
         raise StageFailed("clip", f"embedding has {len(vector)} dimensions; the database stores {EMBEDDING_DIM}")
-    return answer.get("model", "clip"), vector
+    return answer.model, vector

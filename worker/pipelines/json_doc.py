@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from storage import repository
+from shared.schemas.llm import JsonSchemaAnalysis
 from worker.model_client import StageFailed
 from worker.pipelines.context import Outcome, PipelineContext
 
@@ -22,14 +22,12 @@ def samples_of(document: Any) -> list[Any]:
 def analyse_json(ctx: PipelineContext, media_id: str, data: bytes) -> Outcome:
     outcome = Outcome()
     document = json.loads(data)
-    analysis: dict[str, Any] | None = None
+    analysis: JsonSchemaAnalysis | None = None
     ctx.report(0.2, "schema analysis")
     try:
-        analysis = ctx.models.call("llm", "analyze-json-schema", {"json_samples": samples_of(document),
-                                                                  "user_comment": ""})
+        analysis = ctx.models.analyze_json_schema(samples_of(document))
         outcome.computed.append("schema_analysis")
     except StageFailed as exc:
         outcome.reasons.append(exc.reason)
-    with ctx.db.session() as session:
-        repository.save_json_document(session, media_id, document, analysis)
+    ctx.media.save_json_document(media_id, document, analysis)
     return outcome

@@ -6,9 +6,8 @@ import io
 
 import av
 
-from storage import repository
 from storage.media_files import sha256_of
-from storage.models import Media
+from storage.repositories.media import NewMedia
 from worker.pipelines.audio import transcribe
 from worker.pipelines.context import Outcome, PipelineContext
 from worker.pipelines.image import analyse_image
@@ -37,16 +36,12 @@ def sample_frames(data: bytes, interval_s: float, max_frames: int) -> tuple[list
 def _frame_media(ctx: PipelineContext, video_id: str, png: bytes) -> str:
     """The frame's own media record (content-addressed like any upload), created once."""
     sha = sha256_of(png)
-    with ctx.db.session() as session:
-        existing = repository.media_by_sha(session, sha)
-        if existing is not None:
-            return existing.id
-        _, path = ctx.store.put(png)
-        media = Media(sha256=sha, kind="image", mime="image/png", size=len(png), path=path, parent_id=video_id,
-                      status="processing", original_name=None, degraded_reasons=[])
-        session.add(media)
-        session.flush()
-        return media.id
+    existing = ctx.media.by_sha256(sha)
+    if existing is not None:
+        return existing.id
+    _, path = ctx.store.put(png)
+    return ctx.media.add_frame(video_id, NewMedia(sha256=sha, kind="image", mime="image/png", size=len(png),
+                                                  path=path))
 
 
 def analyse_video(ctx: PipelineContext, media_id: str, data: bytes) -> Outcome:
@@ -59,12 +54,10 @@ def analyse_video(ctx: PipelineContext, media_id: str, data: bytes) -> Outcome:
         frame_id = _frame_media(ctx, media_id, png)
         span = (0.05 + share * index / len(frames), 0.05 + share * (index + 1) / len(frames))
         frame_outcome = analyse_image(ctx, frame_id, png, span)
-        with ctx.db.session() as session:
-            repository.set_outcome(session, frame_id, frame_outcome.reasons)
+        ctx.media.set_outcome(frame_id, frame_outcome.reasons)
         outcome.merge(frame_outcome)
         linked.append((t, frame_id))
-    with ctx.db.session() as session:
-        repository.save_frames(session, media_id, linked)
+    ctx.media.save_frames(media_id, linked)
     outcome.computed.append(f"{len(linked)} frames")
     if has_audio:
         ctx.report(0.85, "transcribing sound track")

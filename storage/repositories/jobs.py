@@ -1,11 +1,11 @@
-"""Job state in Postgres: what `GET /v1/jobs/{id}` shows and what survives a Redis or worker restart."""
+"""The jobs aggregate: what `GET /v1/jobs/{id}` shows and what survives a Redis or worker restart."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import Database
@@ -14,13 +14,34 @@ from storage.models import Job, Media
 FINAL_STATES = ("done", "failed")
 
 
-class JobStore:
+class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def get(self, job_id: str) -> Job | None:
         with self.db.session() as session:
             return session.get(Job, job_id)
+
+    def create(self, kind: str, media_id: str | None, params: dict[str, Any], max_attempts: int) -> Job | None:
+        """A queued job; for a media item, the item is marked queued too. None if that item does not exist."""
+        with self.db.session() as session:
+            if media_id is not None:
+                media = session.get(Media, media_id)
+                if media is None:
+                    return None
+                media.status = "queued"
+            job = Job(kind=kind, media_id=media_id, max_attempts=max_attempts, params=params)
+            session.add(job)
+        return job
+
+    def delete(self, job_id: str) -> None:
+        with self.db.session() as session:
+            session.execute(delete(Job).where(Job.id == job_id))
+
+    def latest_id_for(self, media_id: str) -> str | None:
+        with self.db.session() as session:
+            return session.scalars(select(Job.id).where(Job.media_id == media_id)
+                                   .order_by(Job.created_at.desc()).limit(1)).first()
 
     def start(self, job_id: str, alive_within_s: float) -> Job | None:
         """Count one more attempt and mark it running; None if the job is gone, already final, or running
@@ -81,8 +102,3 @@ class JobStore:
 
 def _age_s(session: Session, job: Job) -> float:
     return float(session.execute(select(func.extract("epoch", func.now() - job.updated_at))).scalar_one())
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
-    """Exponential backoff: base, 2*base, 4*base, ... capped at max_s."""
-    return min(max_s, base_s * (2 ** max(0, attempt - 1)))

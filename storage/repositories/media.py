@@ -1,0 +1,195 @@
+"""The media aggregate: media rows, their model results, video frames, and the detail view of one item.
+
+Every result write replaces the previous one, so running a pipeline again (retry, reprocess) never
+duplicates results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from shared.schemas.blip2 import AnalyzeImageResponse
+from shared.schemas.gateway import ClassifyResponse
+from shared.schemas.llm import JsonSchemaAnalysis
+from shared.schemas.whisper import TranscribeResponse
+from storage.db import Database
+from storage.models import (
+    Classification,
+    ImageAnalysis,
+    ImageEmbedding,
+    Job,
+    JsonDocument,
+    Media,
+    Transcript,
+    VideoFrame,
+)
+
+_RESULTS = (Media.classification, Media.embedding, Media.analysis, Media.transcript, Media.json_document)
+
+
+class DuplicateMedia(Exception):
+    """The same bytes were stored concurrently: the other upload's record stands."""
+
+
+@dataclass(frozen=True)
+class NewMedia:
+    sha256: str
+    kind: str
+    mime: str
+    size: int
+    path: str
+    original_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """Everything known about one item: the row with its results loaded, its frames and its jobs, in order."""
+
+    media: Media
+    frames: list[VideoFrame]
+    jobs: list[Job]
+
+
+@dataclass(frozen=True)
+class ImageResults:
+    """What the image stages computed; a stage that failed is None and its stored result is left alone."""
+
+    classification: ClassifyResponse | None = None
+    embedding: tuple[str, list[float]] | None = None
+    analysis: AnalyzeImageResponse | None = None
+
+
+class MediaRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, media_id: str) -> Media | None:
+        with self.db.session() as session:
+            return session.get(Media, media_id)
+
+    def by_sha256(self, sha256: str) -> Media | None:
+        with self.db.session() as session:
+            return session.scalars(select(Media).where(Media.sha256 == sha256)).first()
+
+    def add_with_ingest_job(self, new: NewMedia, max_attempts: int) -> tuple[Media, Job]:
+        """The media row and its first ingest job, in one transaction; DuplicateMedia if the bytes are stored."""
+        try:
+            with self.db.session() as session:
+                media = _media_row(new, status="queued")
+                session.add(media)
+                session.flush()
+                job = Job(kind="ingest", media_id=media.id, max_attempts=max_attempts, params={})
+                session.add(job)
+        except IntegrityError as exc:
+            raise DuplicateMedia(new.sha256) from exc
+        return media, job
+
+    def add_frame(self, video_id: str, new: NewMedia) -> str:
+        """A video frame's own media record (content-addressed like any upload); the existing one if stored."""
+        with self.db.session() as session:
+            existing = session.scalars(select(Media.id).where(Media.sha256 == new.sha256)).first()
+            if existing is not None:
+                return existing
+            media = _media_row(new, status="processing", parent_id=video_id)
+            session.add(media)
+            session.flush()
+            return media.id
+
+    def delete(self, media_id: str) -> None:
+        """The row and (by cascade) its results and jobs."""
+        with self.db.session() as session:
+            session.execute(delete(Media).where(Media.id == media_id))
+
+    def set_outcome(self, media_id: str, reasons: list[str]) -> None:
+        with self.db.session() as session:
+            media = session.get(Media, media_id)
+            if media is not None:
+                media.status = "degraded" if reasons else "ready"
+                media.degraded_reasons = reasons
+
+    def record(self, media_id: str) -> MediaRecord | None:
+        with self.db.session() as session:
+            media = session.get(Media, media_id, options=[selectinload(r) for r in _RESULTS])
+            if media is None:
+                return None
+            frames = session.scalars(select(VideoFrame).where(VideoFrame.media_id == media_id)
+                                     .order_by(VideoFrame.t)).all()
+            jobs = session.scalars(select(Job).where(Job.media_id == media_id).order_by(Job.created_at)).all()
+            return MediaRecord(media, list(frames), list(jobs))
+
+    def sha256s(self, media_ids: Sequence[str]) -> list[str]:
+        """The content hashes of these items, in the order asked (unknown ids are left out)."""
+        with self.db.session() as session:
+            rows = session.execute(select(Media.id, Media.sha256).where(Media.id.in_(media_ids)))
+            found = {media_id: sha256 for media_id, sha256 in rows}
+        return [found[media_id] for media_id in media_ids if media_id in found]
+
+    def captions(self, media_ids: Sequence[str]) -> list[str]:
+        with self.db.session() as session:
+            rows = session.scalars(select(ImageAnalysis.caption).where(ImageAnalysis.media_id.in_(media_ids)))
+            return [caption for caption in rows if caption]
+
+    def save_image_results(self, media_id: str, results: ImageResults) -> None:
+        with self.db.session() as session:
+            if results.classification is not None:
+                _replace(session, Classification, media_id, _classification_row(media_id, results.classification))
+            if results.embedding is not None:
+                model, vector = results.embedding
+                _replace(session, ImageEmbedding, media_id,
+                         ImageEmbedding(media_id=media_id, model=model, embedding=vector))
+            if results.analysis is not None:
+                _replace(session, ImageAnalysis, media_id, _analysis_row(media_id, results.analysis))
+
+    def save_transcript(self, media_id: str, answer: TranscribeResponse) -> None:
+        segments = [{"start": s.start, "end": s.end, "text": s.text} for s in answer.segments]
+        with self.db.session() as session:
+            _replace(session, Transcript, media_id, Transcript(
+                media_id=media_id, text=answer.text, language=answer.language, duration_s=answer.duration_s,
+                segments=segments))
+
+    def save_json_document(self, media_id: str, document: Any, analysis: JsonSchemaAnalysis | None) -> None:
+        """The document always; its analysis when there is one, else the last good analysis is kept."""
+        stored = None if analysis is None else analysis.model_dump(mode="json")
+        with self.db.session() as session:
+            if stored is None:
+                stored = session.scalars(select(JsonDocument.analysis)
+                                         .where(JsonDocument.media_id == media_id)).first()
+            _replace(session, JsonDocument, media_id,
+                     JsonDocument(media_id=media_id, document=document, analysis=stored))
+
+    def save_frames(self, media_id: str, frames: list[tuple[float, str]]) -> None:
+        """A video's frames: (seconds from the start, the frame's media id)."""
+        with self.db.session() as session:
+            session.execute(delete(VideoFrame).where(VideoFrame.media_id == media_id))
+            session.add_all(VideoFrame(media_id=media_id, t=t, frame_media_id=frame_id) for t, frame_id in frames)
+
+
+def _media_row(new: NewMedia, *, status: str, parent_id: str | None = None) -> Media:
+    return Media(sha256=new.sha256, kind=new.kind, mime=new.mime, size=new.size, path=new.path,
+                 original_name=new.original_name, status=status, parent_id=parent_id, degraded_reasons=[])
+
+
+def _replace(session: Session, model: Any, media_id: str, row: Any) -> None:
+    session.execute(delete(model).where(model.media_id == media_id))
+    session.add(row)
+
+
+def _classification_row(media_id: str, answer: ClassifyResponse) -> Classification:
+    stages = answer.trace.stages
+    escalated = len(stages) > 1 or any(stage.decision == "escalate" for stage in stages)
+    return Classification(media_id=media_id, label=answer.label, confidence=answer.confidence,
+                          top_k=[score.model_dump(mode="json") for score in answer.top_k],
+                          trace=answer.trace.model_dump(mode="json"), escalated=escalated)
+
+
+def _analysis_row(media_id: str, answer: AnalyzeImageResponse) -> ImageAnalysis:
+    objects = [obj.model_dump(mode="json") for obj in answer.objects]
+    return ImageAnalysis(media_id=media_id, caption=answer.caption, scene=answer.scene_type, objects=objects,
+                         tags=sorted({obj.name for obj in answer.objects if obj.name}),
+                         colors=answer.dominant_colors)
