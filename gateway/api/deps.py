@@ -27,11 +27,3 @@ def get_settings(request: Request) -> StorageSettings:
 
 SettingsDep = Annotated[StorageSettings, Depends(get_settings)]
 
-
-def models_url(request: Request, settings: StorageSettings) -> str:
-    """Model calls go through the gateway: the configured URL, else the server answering this request."""
-    if settings.gateway_url:
-        return settings.gateway_url
-    host, port = request.scope.get("server") or ("127.0.0.1", 8000)
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{host}:{port}"

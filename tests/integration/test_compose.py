@@ -82,10 +82,15 @@ def test_every_build_context_has_its_dockerfile(compose: dict[str, Any]) -> None
     for name, build in built.items():
         dockerfile = (REPO / build["context"] / build.get("dockerfile", "Dockerfile")).resolve()
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
-    for name in MODEL_SERVICES:  # each image installs torch by build argument, then only its own extra
-        text = (REPO / "services" / name / "Dockerfile").read_text()
-        assert "ARG TORCH_INDEX_URL=" in text and '--index-url "${TORCH_INDEX_URL}"' in text
-        assert f"ARG EXTRAS={name}" in text and 'pip install -e ".[${EXTRAS}]"' in text
+    # one Dockerfile for every model service: torch by build argument, then only that service's extra
+    text = (REPO / "services" / "Dockerfile").read_text()
+    assert "ARG TORCH_INDEX_URL=" in text and '--index-url "${TORCH_INDEX_URL}"' in text
+    assert "ARG EXTRAS=${SERVICE}" in text and 'pip install -e ".[${EXTRAS}]"' in text
+    assert "COPY services/${SERVICE}/ services/${SERVICE}/" in text and "--host 0.0.0.0" in text
+    assert not list((REPO / "services").glob("*/Dockerfile"))
+    for name in MODEL_SERVICES:
+        assert built[name]["dockerfile"] == "services/Dockerfile" and built[name]["args"]["SERVICE"] == name
+        assert compose["services"][name]["environment"][f"{name.upper()}_MODEL_PATH"] == f"/models/{name}"
     assert compose["services"]["worker"]["image"] == compose["services"]["gateway"]["image"]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from gateway.api.detect import detect
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
-from storage.jobs import backoff_delay
+from worker.runner import backoff_delay
 from storage.media_files import MediaStore, sha256_of
 from tests.support import media_samples as samples
 
