@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from shared.config import ConnectionSettings
 from storage.db import sqlalchemy_url
 from storage.models import Base
-from storage.settings import StorageConnection
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("database_url"):
@@ -17,7 +17,7 @@ if config.config_file_name is not None and not config.attributes.get("database_u
 
 
 def _url() -> str:
-    url = config.attributes.get("database_url") or StorageConnection().database_url
+    url = config.attributes.get("database_url") or ConnectionSettings().database_url
     if not url:
         raise SystemExit("DATABASE_URL is not set: point it at a Postgres with the pgvector extension")
     return sqlalchemy_url(url)

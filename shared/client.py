@@ -20,21 +20,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
 import httpx
-from pydantic import AliasChoices, BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ValidationError
 
+from shared.config import GatewayAccess
 from shared.http.errors import error_detail
 from shared.schemas.gateway import ClassifyRequest, ClassifyResponse, HealthReport, ModelsReport
 
 T = TypeVar("T", bound=BaseModel)
 Payload = BaseModel | dict[str, Any]
-
-
-class ClientSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
-    gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
-    api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
 
 
 class GatewayError(RuntimeError):
@@ -140,8 +133,9 @@ def _json(payload: Payload) -> Any:
 class _ClientBase:
     def __init__(self, url: str | None, api_key: str | None, retry: RetryPolicy | None) -> None:
         if url is None or api_key is None:
-            settings = ClientSettings()
-            url, api_key = url or settings.gateway_url, api_key or settings.api_key
+            access = GatewayAccess()
+            url = url or access.url
+            api_key = api_key or (access.api_key.get_secret_value() if access.api_key else None)
         self.base_url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.retry = retry or RetryPolicy()

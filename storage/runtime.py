@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from sqlalchemy import text
 
+from shared.config import ConnectionSettings
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage import db as dbmod
 from storage.media_files import MediaStore
@@ -17,7 +18,6 @@ from storage.repositories.clusters import ClusterRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.media import MediaRepository
 from storage.search import MediaSearch
-from storage.settings import StorageConnection
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class Storage:
     """Everything the storage routes and the worker share, built once per process."""
 
-    settings: StorageConnection
+    connections: ConnectionSettings
     db: dbmod.Database
     redis: redis.Redis
     queue: JobQueue
@@ -53,26 +53,26 @@ class Storage:
             server.stop()
 
 
-def open_storage(settings: StorageConnection, *, migrate: bool | None = None) -> Storage:
+def open_storage(connections: ConnectionSettings, *, migrate: bool = True) -> Storage:
     """Blocking: may start the embedded servers and runs `alembic upgrade head` (unless told not to)."""
     embedded: list[Any] = []
-    database_url = settings.database_url
+    database_url = connections.database_url
     if not database_url:
         server = EmbeddedPostgres()
         database_url = server.start()
         embedded.append(server)
         log.info("DATABASE_URL unset: embedded Postgres at %s", server.data_dir)
-    redis_url = settings.redis_url
+    redis_url = connections.redis_url
     if not redis_url:
         redis_server = EmbeddedRedis()
         redis_url = redis_server.start()
         embedded.append(redis_server)
         log.info("REDIS_URL unset: embedded Redis at %s", redis_server.db_file)
-    if settings.migrate_on_start if migrate is None else migrate:
+    if migrate:
         dbmod.upgrade(database_url)
     client = connect(redis_url)
-    queue = JobQueue(client, settings.queue_name)
+    queue = JobQueue(client, connections.queue_name)
     queue.ensure_group()
-    return Storage(settings=settings, db=dbmod.Database(database_url), redis=client, queue=queue,
-                   store=MediaStore(settings.resolved_media_dir()), embedded=embedded)
+    return Storage(connections=connections, db=dbmod.Database(database_url), redis=client, queue=queue,
+                   store=MediaStore(connections.resolved_media_dir()), embedded=embedded)
 

@@ -33,7 +33,7 @@ from shared.schemas.llm import (
     JsonSchemaAnalysis,
 )
 from shared.schemas.whisper import TranscribeOptions, TranscribeRequest, TranscribeResponse
-from storage.settings import WorkerSettings
+from worker.settings import WorkerSettings
 
 __all__ = ["GatewayUnreachable", "ModelClient", "StageFailed"]
 
@@ -58,8 +58,9 @@ class ModelClient:
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> ModelClient:
-        return cls(settings.gateway_url or "http://127.0.0.1:8000", settings.model_timeout_s, settings.busy_retries,
-                   settings.api_key, settings.gateway_wait_s)
+        key = settings.gateway.api_key
+        return cls(settings.gateway.url, settings.model_timeout_s, settings.busy_retries,
+                   key.get_secret_value() if key else None, settings.gateway_wait_s)
 
     def call(self, service: str, path: str, payload: Payload, answer: type[T] | None = None) -> Any:
         """A task endpoint of `service`; its answer validated as `answer` (raw JSON only when none is given)."""

@@ -15,11 +15,11 @@ import threading
 import time
 
 from storage.runtime import Storage, open_storage
-from storage.settings import WorkerSettings
 from worker.metrics import WorkerMetrics
 from worker.model_client import ModelClient
 from worker.pipeline_runner import run_job
 from worker.pipelines.context import PermanentError, PipelineContext
+from worker.settings import WorkerSettings
 
 log = logging.getLogger("mediamesh.worker")
 
@@ -149,11 +149,11 @@ def main() -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call drowns the job log
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    storage = open_storage(settings)
+    storage = open_storage(settings.connections, migrate=settings.migrate_on_start)
     worker = Worker(settings, storage)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stopping.set())
-    log.info("worker %s: queue %s, gateway %s", worker.consumer, settings.queue_name, settings.gateway_url)
+    log.info("worker %s: queue %s, gateway %s", worker.consumer, settings.connections.queue_name, settings.gateway.url)
     worker.metrics.serve(settings.metrics_host, settings.metrics_port)
     try:
         worker.run_forever()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from shared.catalog import SERVICES
-from storage.settings import WorkerSettings
+from worker.settings import WorkerSettings
 from tests.support.processes import REPO
 
 BASE = REPO / "docker-compose.yml"

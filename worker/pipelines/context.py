@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from storage.media_files import MediaStore
 from storage.repositories.clusters import ClusterRepository
 from storage.repositories.media import MediaRepository
-from storage.settings import WorkerSettings
 from worker.model_client import ModelClient
+from worker.settings import WorkerSettings
 
 Progress = Callable[[float, str], None]
 
