@@ -1,1 +1,1 @@
-"""The gateway: registry, memory budget, cascade, ingest, search, health and the CLI."""
+"""The gateway (HTTP server on :8000): scheduler, dispatch, cascade and the API routes."""

@@ -56,7 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for router in (health.router, model_routes.router, proxy.router, cascade_router):
         app.include_router(router)
     if settings.storage_enabled:
-        install_storage(app)  # media / jobs / search / clusters routers and their health checks
+        install_storage(app, settings)  # media / jobs / search / clusters routers and their health checks
     # added last, so outermost: oversized or unauthenticated requests are refused before anything else runs
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.api_key is not None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import SERVICES
+from shared.config import ConnectionSettings, GatewayAccess
 
 GIB = 1024**3
 
@@ -54,19 +55,18 @@ class GatewaySettings(BaseSettings):
     request_timeout_s: float = Field(default=300.0, gt=0, description="How long a proxied task call may take.")
     poll_interval_s: float = Field(default=5.0, gt=0, description="Health polling of the services.")
     retry_after_s: int = Field(default=5, ge=1)
-    api_key: SecretStr | None = Field(
-        default=None, description="When set, every endpoint but health/metrics needs it."
-    )
-    max_upload_bytes: int = Field(default=25 * 1024**2, gt=0)
-    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_upload_bytes: int = Field(default=25 * 1024**2, gt=0, description="Largest request body (uploads).")
+    max_image_pixels: int = Field(default=40_000_000, gt=0, description="Larger images are refused (413).")
     cascade_config: Path | None = Field(default=None, description="JSON file with the cascade configuration.")
     storage_enabled: bool = Field(
-        default=True, description="Media, jobs, search and clusters with Postgres + Redis; false: models only."
+        default=True, description="Media, jobs, search and clusters with Postgres + Redis; false: a models-only "
+        "gateway whose media/search/cluster routes answer 503.",
     )
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
-    )
-    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    migrate_on_start: bool = Field(default=True, description="Run `alembic upgrade head` at start-up.")
+    job_max_attempts: int = Field(default=4, ge=1, description="Deliveries before a job ends `failed`.")
+    search_ef: int = Field(default=100, ge=10, description="hnsw.ef_search for nearest-neighbour queries.")
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
+    access: GatewayAccess = Field(default_factory=GatewayAccess)
 
     @field_validator("services", mode="before")
     @classmethod
@@ -75,6 +75,11 @@ class GatewaySettings(BaseSettings):
         if isinstance(services, dict):
             return {name: {"url": v, "kind": name} if isinstance(v, str) else v for name, v in services.items()}
         return services
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        """GATEWAY_API_KEY: when set, every endpoint but health and metrics needs it."""
+        return self.access.api_key
 
     @property
     def usable_budget_bytes(self) -> int:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.settings import GatewaySettings
 from shared.http.errors import Unavailable
 from storage.runtime import Storage
-from storage.settings import StorageSettings
 
 
 def get_storage(request: Request) -> Storage:
@@ -21,9 +21,9 @@ def get_storage(request: Request) -> Storage:
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_settings(request: Request) -> StorageSettings:
-    return request.app.state.storage_settings
+def get_settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings
 
 
-SettingsDep = Annotated[StorageSettings, Depends(get_settings)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 

@@ -21,11 +21,11 @@ from gateway.api.detect import detect
 from gateway.api.media import read_capped
 from gateway.api.schemas import SearchHit, SearchResponse
 from gateway.dispatch.dispatcher import DispatcherDep, ServiceDispatcher
+from gateway.settings import GatewaySettings
 from shared.http.errors import BadInput, NotFound, ServiceError, Unavailable
 from shared.schemas.clip import EmbedResponse
 from storage import search
 from storage.runtime import Storage
-from storage.settings import StorageSettings
 
 router = APIRouter(tags=["search"])
 Kind = Literal["image", "audio", "video", "json"]
@@ -83,7 +83,7 @@ async def search_media(
     return SearchResponse(query=q, results=_hits(hits), limit=limit, offset=offset, degraded=degraded)
 
 
-def _read_image(file: UploadFile, settings: StorageSettings) -> bytes:
+def _read_image(file: UploadFile, settings: GatewaySettings) -> bytes:
     """The upload's bytes, refused unless it is an image (reading and sniffing block: call on a thread)."""
     data = read_capped(file, settings.max_upload_bytes)
     if detect(data, max_image_pixels=settings.max_image_pixels).kind != "image":
@@ -91,7 +91,7 @@ def _read_image(file: UploadFile, settings: StorageSettings) -> bytes:
     return data
 
 
-async def _query_vector(storage: Storage, settings: StorageSettings, dispatcher: ServiceDispatcher,
+async def _query_vector(storage: Storage, settings: GatewaySettings, dispatcher: ServiceDispatcher,
                         file: UploadFile | None, media_id: str | None) -> list[float]:
     if media_id is not None:
         stored = await run_in_threadpool(storage.search.stored_embedding, media_id)

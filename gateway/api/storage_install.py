@@ -14,19 +14,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from gateway.api import clusters, media, search
+from gateway.settings import GatewaySettings
 from shared.schemas.gateway import DependencyHealth
 from storage.runtime import Storage, open_storage
-from storage.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
 
-def install_storage(app: FastAPI, settings: StorageSettings | None = None) -> None:
+def install_storage(app: FastAPI, settings: GatewaySettings) -> None:
     """Include the routers and register the Postgres and Redis entries of `GET /v1/health`.
 
     The connections are opened by `storage_lifespan(app)`, which the app's lifespan enters."""
-    settings = settings or StorageSettings()
-    app.state.storage_settings = settings
     app.state.storage = None  # until `storage_lifespan` opens it: the storage routes answer 503
     for router in (media.router, search.router, clusters.router):
         app.include_router(router)
@@ -46,15 +44,16 @@ async def storage_lifespan(app: FastAPI) -> AsyncIterator[None]:
     while the app runs.
 
     A storage that does not start is logged and left closed: the models keep serving, the storage
-    routes answer 503 and `/v1/health` says why. Without `install_storage` (or with storage turned
-    off) this does nothing."""
-    settings: StorageSettings | None = getattr(app.state, "storage_settings", None)
-    if settings is None or not settings.storage_enabled:
+    routes answer 503 and `/v1/health` says why. With storage turned off this does nothing."""
+    settings: GatewaySettings = app.state.settings
+    if not settings.storage_enabled:
         yield
         return
     try:
         # Blocking (may start embedded servers, runs `alembic upgrade head`): off the event loop.
-        app.state.storage = await asyncio.to_thread(open_storage, settings)
+        app.state.storage = await asyncio.to_thread(
+            open_storage, settings.connections, migrate=settings.migrate_on_start
+        )
     except Exception:
         log.exception("storage did not start (Postgres/Redis); media, search and clusters are unavailable")
     try:

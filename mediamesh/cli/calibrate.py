@@ -20,6 +20,7 @@ from rich.progress import track
 from rich.table import Table
 
 from mediamesh.calibration import CurvePoint, Sample, Target, choose, curve
+from mediamesh.settings import CommandSettings
 from shared.client import GatewayClient, GatewayError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -94,7 +95,7 @@ def calibrate(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     images = labelled_images(folder)
-    with GatewayClient(url) as client:
+    with CommandSettings().gateway_client(url) as client:
         try:
             samples = collect(client, images, variant)
             points = curve(samples)

@@ -6,11 +6,10 @@ import time
 from typing import Annotated
 
 import typer
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
 
+from mediamesh.settings import CommandSettings
 from shared.client import GatewayClient, GatewayError
 from shared.schemas.gateway import HealthReport
 
@@ -19,21 +18,13 @@ STATUS_STYLE = {"ok": "green", "up": "green", "degraded": "yellow", "down": "red
 console = Console()
 
 
-class HealthCliSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
-    gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
-    api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
-
-
 def health(
     url: Annotated[str | None, typer.Option(help="Gateway URL; default GATEWAY_URL or http://127.0.0.1:8000.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway.")] = 10.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print the raw JSON report.")] = False,
 ) -> None:
     """Show the health of every service, Postgres and Redis; exit 0 ok, 1 degraded, 2 down/unreachable."""
-    settings = HealthCliSettings()
-    with GatewayClient(url or settings.gateway_url, settings.api_key, timeout) as client:
+    with CommandSettings().gateway_client(url, timeout) as client:
         try:
             started = time.perf_counter()
             report = client.health()  # a degraded or down gateway answers 503 with the same body

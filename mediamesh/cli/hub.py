@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.catalog import SERVICES
+from mediamesh.settings import HubSettings
 
 HUB_MARKER = "HUB_MODEL"
 # Formats no service loads; skipping them saves gigabytes on repos that ship every framework's weights.
@@ -28,24 +26,6 @@ Downloader = Callable[..., Any]
 
 class HubUnreachable(Exception):
     """No hub to pull from; the message says why and what to do instead."""
-
-
-class HubSettings(BaseSettings):
-    """`MEDIAMESH_<SERVICE>_MODEL_ID` picks the hub repository of each service (defaults: the brief's models)."""
-
-    model_config = SettingsConfigDict(env_prefix="MEDIAMESH_", extra="ignore")
-
-    cnn_model_id: str = SERVICES["cnn"].hub_id
-    clip_model_id: str = SERVICES["clip"].hub_id
-    blip2_model_id: str = SERVICES["blip2"].hub_id
-    whisper_model_id: str = SERVICES["whisper"].hub_id
-    llm_model_id: str = SERVICES["llm"].hub_id
-    hub_endpoint: str = Field(default="https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
-    hub_offline: bool = Field(default=False, validation_alias=AliasChoices("HF_HUB_OFFLINE"))
-    hub_timeout_s: float = Field(default=5.0, gt=0, description="Connect/read timeout of the reachability check.")
-
-    def model_id(self, service: str) -> str:
-        return str(getattr(self, f"{service}_model_id"))
 
 
 def check_hub(settings: HubSettings) -> None:

@@ -9,28 +9,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mediamesh.settings import CommandSettings
 from shared.client import GatewayClient, GatewayError, GatewayNoAnswer
 
 console = Console()
 UrlOption = Annotated[str | None, typer.Option("--url", help="Gateway URL; default GATEWAY_URL or :8000.")]
 
 
-class CliSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
-
-    gateway_url: str = Field(default="http://127.0.0.1:8000", validation_alias=AliasChoices("GATEWAY_URL"))
-    api_key: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_API_KEY"))
-
-
 def _client(url: str | None, timeout: float = 120.0) -> GatewayClient:
-    settings = CliSettings()
-    return GatewayClient(url or settings.gateway_url, settings.api_key, timeout)
+    return CommandSettings().gateway_client(url, timeout)
 
 
 def collect_files(paths: list[Path]) -> list[Path]:

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mediamesh.cli.hub import (
-    HubSettings,
     HubUnreachable,
     check_hub,
     hub_error_message,
@@ -19,8 +18,8 @@ from mediamesh.cli.hub import (
     pull_model,
     pulled_from,
 )
+from mediamesh.settings import CommandSettings
 from shared.catalog import SERVICES
-from shared.config import HomeSettings
 
 TINY_MARKER = "TINY_RANDOM_WEIGHTS"
 
@@ -32,7 +31,7 @@ OnlyOption = Annotated[list[str] | None, typer.Option("--only", help="Build only
 
 
 def models_dir(dest: Path | None) -> Path:
-    return (dest or HomeSettings().models_dir).expanduser()
+    return (dest or CommandSettings().home.models_dir).expanduser()
 
 
 def build_tiny_models(dest: Path, only: list[str] | None = None, force: bool = False) -> list[Path]:
@@ -114,7 +113,7 @@ def pull(
     if not names:
         console.print(f"every requested model is already in {folder}; nothing to pull")
         return
-    settings = HubSettings()
+    settings = CommandSettings().hub
     try:
         check_hub(settings)
     except HubUnreachable as exc:

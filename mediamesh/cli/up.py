@@ -15,8 +15,8 @@ from mediamesh.launcher.children import run_until_stopped
 from mediamesh.launcher.infra import Infrastructure, InfrastructureUnavailable
 from mediamesh.launcher.plan import MeshPlan, PlanOptions, plan_mesh
 from mediamesh.launcher.ports import PortsInUse, check_ports
-from mediamesh.launcher.settings import LauncherSettings
 from mediamesh.launcher.supervisor import StopFlag, Supervisor
+from mediamesh.settings import CommandSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -38,9 +38,9 @@ def up(
     wait: Annotated[float | None, typer.Option(help="Seconds to wait for every process to be up.")] = None,
 ) -> None:
     """Start Postgres, Redis, the model services, the gateway and the worker; Ctrl-C stops them all."""
-    settings = LauncherSettings()
-    state_home = (home or settings.home).expanduser().resolve()
-    listen = host or settings.host
+    settings = CommandSettings()
+    state_home = (home or settings.home.home).expanduser().resolve()
+    listen = host or settings.launcher.host
     try:
         plan = plan_mesh(PlanOptions(home=state_home, host=listen, only=_split(only), gateway=gateway_,
                                      worker=worker, ports=_parse_ports(port)))
@@ -54,10 +54,10 @@ def up(
     except PortsInUse as exc:
         console.print(f"[red]{exc}[/]", markup=True, highlight=False)
         raise typer.Exit(1) from None
-    raise typer.Exit(_run(plan, settings, state_home, listen, wait or settings.health_timeout_s))
+    raise typer.Exit(_run(plan, settings, state_home, listen, wait or settings.launcher.health_timeout_s))
 
 
-def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait_s: float) -> int:
+def _run(plan: MeshPlan, settings: CommandSettings, home: Path, host: str, wait_s: float) -> int:
     """Everything from here on stops cleanly on Ctrl-C / SIGTERM / SIGHUP, whenever it arrives.
 
     The signal handlers only raise a flag that the loops check: an exception thrown from a handler
@@ -65,7 +65,7 @@ def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait
     """
     stop = StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
-    infra = Infrastructure(home, settings.database_url, settings.redis_url)
+    infra = Infrastructure(home, settings.connections.database_url, settings.connections.redis_url)
     supervisor: Supervisor | None = None
     try:
         if not _ensure_models(plan, home / "models", home / "logs", stop):
@@ -75,8 +75,8 @@ def _run(plan: MeshPlan, settings: LauncherSettings, home: Path, host: str, wait
             env.update(_start_infrastructure(infra))
         if not stop.requested:
             supervisor = Supervisor(plan, host=host, log_dir=home / "logs", env=env, cwd=PROJECT_ROOT,
-                                    console=console, max_restarts=settings.max_restarts,
-                                    stop_timeout_s=settings.stop_timeout_s, should_stop=lambda: stop.requested)
+                                    console=console, max_restarts=settings.launcher.max_restarts,
+                                    stop_timeout_s=settings.launcher.stop_timeout_s, should_stop=lambda: stop.requested)
             _supervise(supervisor, home, wait_s)
     except InfrastructureUnavailable as exc:
         console.print(f"[red]{exc}[/]")

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from shared.catalog import SERVICES
-from worker.settings import WorkerSettings
 from tests.support.processes import REPO
+from worker.settings import WorkerSettings
 
 BASE = REPO / "docker-compose.yml"
 CPU = REPO / "docker-compose.cpu.yml"

@@ -145,8 +145,7 @@ def test_a_client_that_gives_up_does_not_keep_the_model_busy(gw: httpx.Client) -
     with pytest.raises(httpx.ReadTimeout):
         gw.post("/v1/services/a/v1/predict", json={"x": 1, "hold_s": 1.0}, timeout=0.3)
     wait_until(lambda: all(m["in_flight"] == 0 for m in gw.get("/v1/models").json()["models"]), timeout_s=5)
-    _r = gw.post("/v1/models/a/unload"); print("DEBUG", _r.status_code, _r.text)
-    assert _r.json()["state"] == "unloaded"
+    assert gw.post("/v1/models/a/unload").json()["state"] == "unloaded"
 
 
 def test_manual_load_and_unload(gw: httpx.Client) -> None:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from gateway.api.storage_install import install_storage, storage_lifespan
 from gateway.dispatch.dispatcher import UpstreamError
+from gateway.settings import GatewaySettings
 from shared.http.errors import install_error_handlers
 from tests.support.media_samples import COLORS
 
@@ -52,7 +53,8 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.state.fake = {"down": [], "delay_s": {}, "transcript": "the quarterly report is ready", "calls": {}}
     app.state.dispatcher = FakeDispatcher(app)
-    install_storage(app)
+    app.state.settings = settings = GatewaySettings()
+    install_storage(app, settings)
 
     @app.get("/health")
     def health() -> dict[str, str]:

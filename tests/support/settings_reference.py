@@ -17,22 +17,20 @@ from pydantic_settings import BaseSettings
 # (section, "module:Class", env prefix override for the kit's per-service classes)
 SETTINGS = [
     ("Everyone", "shared.config:HomeSettings"),
+    ("Every process of one mesh: servers, queue, media", "shared.config:ConnectionSettings"),
+    ("Gateway access: the worker, the command, and the gateway's own key", "shared.config:GatewayAccess"),
     ("cnn service", "services.cnn.settings:CnnSettings"),
     ("clip service", "services.clip.settings:ClipSettings"),
     ("blip2 service", "services.blip2.settings:Blip2Settings"),
     ("whisper service", "services.whisper.settings:WhisperSettings"),
     ("llm service", "services.llm.settings:LlmSettings"),
     ("gateway", "gateway.settings:GatewaySettings"),
-    ("gateway storage (ingest, search)", "storage.settings:StorageSettings"),
-    ("worker", "storage.settings:WorkerSettings"),
-    ("launcher (`mediamesh up`)", "mediamesh.launcher.settings:LauncherSettings"),
-    ("models pull", "mediamesh.cli.hub:HubSettings"),
-    ("health command", "mediamesh.cli.health:HealthCliSettings"),
-    ("ingest and search commands", "mediamesh.cli.ingest:CliSettings"),
-    ("gateway client (`shared/client.py`, used by the CLI)", "shared.client:ClientSettings"),
+    ("worker", "worker.settings:WorkerSettings"),
+    ("launcher (`mediamesh up`)", "mediamesh.settings:LauncherSettings"),
+    ("models pull", "mediamesh.settings:HubSettings"),
 ]
 # Classes only ever used as a base: their variables are documented through their subclasses.
-BASE_CLASSES = {"StorageConnection", "ImageInputSettings", "BatchSettings", "QuantizationSettings"}
+BASE_CLASSES = {"ImageInputSettings", "BatchSettings", "QuantizationSettings"}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 BEGIN, END = "<!-- generated:settings -->", "<!-- /generated:settings -->"
 
@@ -53,8 +51,15 @@ def env_names(cls: type[BaseSettings], field: str, info: Any) -> list[str]:
     return [f"{cls.model_config.get('env_prefix', '')}{field}".upper()]
 
 
+def nested(info: Any) -> bool:
+    """A field holding a shared settings model (`connections`, `access`): its variables have their own section."""
+    return isinstance(info.annotation, type) and issubclass(info.annotation, BaseSettings)
+
+
 def rows(cls: type[BaseSettings]) -> Iterator[tuple[str, str, str]]:
     for field, info in cls.model_fields.items():
+        if nested(info):
+            continue
         default = "" if info.is_required() else _default(info)
         for name in env_names(cls, field, info):
             yield name, default, (info.description or "").replace("|", "\\|")

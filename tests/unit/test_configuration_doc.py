@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import pytest
 
 from tests.support.processes import REPO
 from tests.support.settings_reference import BASE_CLASSES, SETTINGS, all_env_names, load
@@ -11,7 +14,7 @@ from tests.support.settings_reference import BASE_CLASSES, SETTINGS, all_env_nam
 def test_every_settings_class_is_covered() -> None:
     """A new settings class in the tree (any BaseSettings descendant) must be in the reference and so in the doc."""
     bases: dict[str, set[str]] = {}
-    for folder in ("shared", "gateway", "services"):
+    for folder in ("shared", "services", "storage", "gateway", "worker", "mediamesh"):
         for source in (REPO / folder).rglob("*.py"):
             for name, base in re.findall(r"^class (\w+)\((\w+)\)", source.read_text(), re.M):
                 bases.setdefault(name, set()).add(base)
@@ -44,12 +47,43 @@ def test_the_readme_keeps_the_two_setup_commands() -> None:
     assert "make up      # install into .venv" in readme and "make test    # install the dev extras" in readme
 
 
-def test_launcher_reads_the_shared_unprefixed_variables() -> None:
-    from tests.support.settings_reference import env_names
+def test_every_variable_is_read_in_one_place() -> None:
+    """Two classes binding one variable drift apart; shared variables live in shared/config.py's models."""
+    from tests.support.settings_reference import rows
 
-    cls = load("mediamesh.launcher.settings:LauncherSettings")
-    names = {n for field, info in cls.model_fields.items() for n in env_names(cls, field, info)}
-    assert {"MEDIAMESH_HOME", "DATABASE_URL", "REDIS_URL"} <= names
+    readers: dict[str, list[str]] = {}
+    for _, path in SETTINGS:
+        for name, _, _ in rows(load(path)):
+            readers.setdefault(name, []).append(path)
+    assert {name: paths for name, paths in readers.items() if len(paths) > 1} == {}
+
+
+def test_the_command_reads_the_shared_unprefixed_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mediamesh.settings import CommandSettings
+
+    monkeypatch.setenv("MEDIAMESH_HOME", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/mesh")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("GATEWAY_URL", "http://gw:9000")
+    settings = CommandSettings()
+    assert settings.home.home == tmp_path and settings.gateway.url == "http://gw:9000"
+    assert (settings.connections.database_url, settings.connections.redis_url) == (
+        "postgresql://db/mesh", "redis://cache:6379/0")
+
+
+def test_the_gateway_and_the_worker_share_one_connection_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.settings import GatewaySettings
+    from worker.settings import WorkerSettings
+
+    monkeypatch.setenv("MEDIAMESH_MEDIA_DIR", "/srv/media")
+    monkeypatch.setenv("MEDIAMESH_QUEUE", "mesh:test")
+    monkeypatch.setenv("GATEWAY_API_KEY", "s3cret")
+    gateway, worker = GatewaySettings(), WorkerSettings()
+    assert gateway.connections == worker.connections
+    assert worker.connections.resolved_media_dir() == Path("/srv/media")
+    assert worker.connections.queue_name == "mesh:test"
+    assert gateway.api_key is not None and gateway.api_key.get_secret_value() == "s3cret"
+    assert worker.gateway.auth_headers() == {"Authorization": "Bearer s3cret"}
 
 
 def test_the_readme_names_no_variable_that_does_not_exist() -> None:

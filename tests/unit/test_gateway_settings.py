@@ -25,7 +25,7 @@ def test_env_services_several_of_one_kind_and_plain_urls(monkeypatch: pytest.Mon
     settings = GatewaySettings()
     assert settings.services["cnn_fast"].url == "http://127.0.0.1:9001" and settings.services["cnn_fast"].kind == "cnn"
     assert settings.services["clip"].kind == "clip" and settings.pinned == ["clip"]
-    assert settings.database_url == "postgresql+psycopg://x@y/z"
+    assert settings.connections.database_url == "postgresql+psycopg://x@y/z"
 
 
 @pytest.mark.parametrize(("kwargs", "phrase"), [

@@ -6,9 +6,9 @@ import pytest
 
 from gateway.api.detect import detect
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
-from worker.runner import backoff_delay
 from storage.media_files import MediaStore, sha256_of
 from tests.support import media_samples as samples
+from worker.runner import backoff_delay
 
 PIXELS = 10_000_000
 
