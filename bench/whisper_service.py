@@ -88,7 +88,7 @@ def main() -> None:
         with httpx.Client(base_url=proc.url, timeout=600) as client:
 
             def service() -> str:
-                answer = client.post("/transcribe", files={"file": ("passage.wav", raw, "audio/wav")})
+                answer = client.post("/v1/transcribe", files={"file": ("passage.wav", raw, "audio/wav")})
                 answer.raise_for_status()
                 return str(answer.json()["text"])
 

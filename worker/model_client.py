@@ -78,24 +78,24 @@ class ModelClient:
         return self.call("clip", "v1/embed/image", ImageEmbedRequest(images=[image_b64]), EmbedResponse)
 
     def analyze_image(self, image_b64: str) -> AnalyzeImageResponse:
-        return self.call("blip2", "analyze-image", AnalyzeImageRequest(image=image_b64), AnalyzeImageResponse)
+        return self.call("blip2", "v1/analyze-image", AnalyzeImageRequest(image=image_b64), AnalyzeImageResponse)
 
     def transcribe(self, audio_b64: str) -> TranscribeResponse:
         request = TranscribeRequest(audio=audio_b64, language="auto", options=TranscribeOptions(timestamps=True))
-        return self.call("whisper", "transcribe", request, TranscribeResponse)
+        return self.call("whisper", "v1/transcribe", request, TranscribeResponse)
 
     def analyze_json_schema(self, samples: list[Any]) -> JsonSchemaAnalysis:
         request = _request("llm", AnalyzeJsonSchemaRequest, json_samples=samples, user_comment="")
-        return self.call("llm", "analyze-json-schema", request, JsonSchemaAnalysis)
+        return self.call("llm", "v1/analyze-json-schema", request, JsonSchemaAnalysis)
 
     def label_cluster(self, images_b64: list[str], cluster_size: int) -> LabelClusterResponse:
         request = _request("blip2", LabelClusterRequest, images=images_b64, cluster_size=cluster_size)
-        return self.call("blip2", "label-cluster", request, LabelClusterResponse)
+        return self.call("blip2", "v1/label-cluster", request, LabelClusterResponse)
 
     def enrich_cluster(self, name: str, description: str, captions: list[str]) -> EnrichClusterResponse:
         request = _request("llm", EnrichClusterRequest, cluster_name=name, description=description,
                            sample_captions=captions)
-        return self.call("llm", "enrich-cluster", request, EnrichClusterResponse)
+        return self.call("llm", "v1/enrich-cluster", request, EnrichClusterResponse)
 
     def close(self) -> None:
         self.gateway.close()

@@ -161,6 +161,6 @@ def _enrich(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
 
 
 FAKES = {("clip", "v1/embed/image"): _embed_image, ("clip", "v1/embed/text"): _embed_text,
-         ("blip2", "analyze-image"): _analyze, ("whisper", "transcribe"): _transcribe,
-         ("llm", "analyze-json-schema"): _json_schema, ("blip2", "label-cluster"): _label_cluster,
-         ("llm", "enrich-cluster"): _enrich}
+         ("blip2", "v1/analyze-image"): _analyze, ("whisper", "v1/transcribe"): _transcribe,
+         ("llm", "v1/analyze-json-schema"): _json_schema, ("blip2", "v1/label-cluster"): _label_cluster,
+         ("llm", "v1/enrich-cluster"): _enrich}
