@@ -56,18 +56,8 @@ class Storage:
 def open_storage(connections: ConnectionSettings, *, migrate: bool = True) -> Storage:
     """Blocking: may start the embedded servers and runs `alembic upgrade head` (unless told not to)."""
     embedded: list[Any] = []
-    database_url = connections.database_url
-    if not database_url:
-        server = EmbeddedPostgres()
-        database_url = server.start()
-        embedded.append(server)
-        log.info("DATABASE_URL unset: embedded Postgres at %s", server.data_dir)
-    redis_url = connections.redis_url
-    if not redis_url:
-        redis_server = EmbeddedRedis()
-        redis_url = redis_server.start()
-        embedded.append(redis_server)
-        log.info("REDIS_URL unset: embedded Redis at %s", redis_server.db_file)
+    database_url = connections.database_url or _start_embedded(EmbeddedPostgres(), "DATABASE_URL", embedded)
+    redis_url = connections.redis_url or _start_embedded(EmbeddedRedis(), "REDIS_URL", embedded)
     if migrate:
         dbmod.upgrade(database_url)
     client = connect(redis_url)
@@ -76,3 +66,10 @@ def open_storage(connections: ConnectionSettings, *, migrate: bool = True) -> St
     return Storage(connections=connections, db=dbmod.Database(database_url), redis=client, queue=queue,
                    store=MediaStore(connections.resolved_media_dir()), embedded=embedded)
 
+
+
+def _start_embedded(server: EmbeddedPostgres | EmbeddedRedis, variable: str, started: list[Any]) -> str:
+    url = server.start()
+    started.append(server)
+    log.info("%s unset: embedded %s started", variable, type(server).__name__.removeprefix("Embedded"))
+    return url

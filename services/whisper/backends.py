@@ -6,12 +6,15 @@ differ only in the model, never in how the file was read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from pydantic import ConfigDict
+
+from shared.schemas.whisper import OpenAISegment
 
 # OpenAI's `temperature=0` means "start greedy, and raise the temperature when decoding fails"
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -34,19 +37,12 @@ class WordTiming:
     probability: float
 
 
-@dataclass(frozen=True)
-class TranscribedSegment:
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-    words: list[WordTiming] | None
+class TranscribedSegment(OpenAISegment):
+    """OpenAI's segment shape, plus the word timings a backend measured (asked for with `word_level`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    words: list[WordTiming] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +104,7 @@ class FasterWhisperBackend:
 def _numbered(segments: list[TranscribedSegment]) -> list[TranscribedSegment]:
     """Drop segments without words (a window the model heard nothing in) and number the rest from 0."""
     kept = [s for s in segments if s.text.strip()]
-    return [replace(s, id=i) for i, s in enumerate(kept)]
+    return [s.model_copy(update={"id": i}) for i, s in enumerate(kept)]
 
 
 def _segment(s: Any) -> TranscribedSegment:

@@ -53,10 +53,7 @@ def openai_verbose(
 
 
 def _openai_segment(s: TranscribedSegment) -> OpenAISegment:
-    return OpenAISegment(
-        id=s.id, seek=s.seek, start=s.start, end=s.end, text=s.text, tokens=s.tokens, temperature=s.temperature,
-        avg_logprob=s.avg_logprob, compression_ratio=s.compression_ratio, no_speech_prob=s.no_speech_prob,
-    )
+    return OpenAISegment.model_validate(s.model_dump(exclude={"words"}))
 
 
 def srt(transcript: TranscriptionResult) -> str:
