@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.cascade.config import CascadeConfig
 from gateway.cascade.engine import CascadeEngine
 from gateway.cascade.store import CascadeStore
-from gateway.dispatch.dispatcher import get_dispatcher
+from gateway.dispatch.dispatcher import ServiceDispatcher
 from shared.http.errors import BadInput
 from shared.imaging import decode_base64, decode_image
 from shared.schemas.gateway import ClassifyRequest, ClassifyResponse
@@ -28,7 +28,8 @@ async def _classify(request: Request, raw: bytes, variant: str | None, request_i
     store: CascadeStore = request.app.state.cascade
     rid = request_id or hashlib.sha256(raw).hexdigest()[:16]
     name, chosen = store.pick(rid, variant)
-    engine = CascadeEngine(get_dispatcher(request).post_json)
+    dispatcher: ServiceDispatcher = request.app.state.dispatcher
+    engine = CascadeEngine(dispatcher.post_json)
     image = image or base64.b64encode(raw).decode("ascii")
     return await engine.classify(image, chosen, variant_name=name, request_id=rid, mode=mode)
 

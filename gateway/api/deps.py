@@ -11,7 +11,8 @@ from shared.http.errors import Unavailable
 from storage.runtime import Storage
 
 
-def get_storage(request: Request) -> Storage:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request
+async def get_storage(request: Request) -> Storage:
     storage = getattr(request.app.state, "storage", None)
     if storage is None:
         raise Unavailable("storage is not started (Postgres/Redis); check the gateway log")
@@ -21,7 +22,7 @@ def get_storage(request: Request) -> Storage:
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 

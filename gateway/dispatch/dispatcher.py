@@ -165,7 +165,8 @@ class ServiceDispatcher:
 
 
 
-def get_dispatcher(request: Request) -> ServiceDispatcher:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request
+async def get_dispatcher(request: Request) -> ServiceDispatcher:
     dispatcher: ServiceDispatcher = request.app.state.dispatcher
     return dispatcher
 

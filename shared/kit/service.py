@@ -21,7 +21,8 @@ from shared.schemas.model import Health, LoadResult, ModelInfo, ModelState, Unlo
 log = logging.getLogger("mediamesh.service")
 
 
-def get_lifecycle(request: Request) -> ModelLifecycle[Any]:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request
+async def get_lifecycle(request: Request) -> ModelLifecycle[Any]:
     return request.app.state.lifecycle
 
 
