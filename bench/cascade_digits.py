@@ -1,7 +1,7 @@
 """`python -m bench cascade_digits`: the cascade on a real labelled set (scikit-learn's digits).
 
 Two CNNs are trained here: a small one (stage 1) and a larger one (stage 2). The threshold is
-chosen on a validation split with the same calibration code as `mediamesh calibrate`, and the
+chosen on a validation split with a first-stage threshold sweep, and the
 cascade (the gateway's own threshold strategy and fusion) is measured on a test split against
 always escalating. Targets: >= 99 % of always-escalate accuracy with <= 30 % escalated.
 """
@@ -18,10 +18,10 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from bench.report import write_section
-from gateway.cascade.config import EscalationStrategy
-from gateway.cascade.fusion import fuse
-from gateway.cascade.strategy import decide
-from mediamesh.calibration import Sample, Target, choose, curve
+from bench.threshold_curve import Sample, Target, choose, curve
+from shared.cascade.config import EscalationStrategy
+from shared.cascade.routing import decide
+from shared.cascade.scoring import fuse
 
 SEED = 0
 ESCALATION_BUDGET = 0.25

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from gateway.api import health
 from gateway.api import models as model_routes
+from gateway.api import openai as openai_routes
 from gateway.api.classify import router as cascade_router
 from gateway.api.storage_install import install_storage, storage_lifespan
 from gateway.cascade.store import CascadeStore
@@ -23,8 +24,9 @@ from gateway.dispatch.dispatcher import ServiceDispatcher
 from gateway.metrics import install_metrics
 from gateway.scheduler.directory import ServiceRegistry
 from gateway.settings import GatewaySettings
-from shared.http.auth import ApiKeyGuard
-from shared.http.errors import install_error_handlers
+from gateway.web import install_web
+from shared.http.auth import OPEN_PATHS, ApiKeyGuard
+from shared.http.errors import declare_error_responses, install_error_handlers
 from shared.http.size_limit import RequestSizeLimit
 
 
@@ -52,13 +54,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.cascade = CascadeStore.from_settings(settings)
     app.state.dependency_checks = []
     install_error_handlers(app)
+    declare_error_responses(app)
     install_metrics(app, registry.budget)
-    for router in (health.router, model_routes.router, proxy.router, cascade_router):
+    # the OpenAI-compatible API (chat, completions, audio, embeddings) sits beside the gateway's own
+    for router in (health.router, model_routes.router, openai_routes.router, proxy.router, cascade_router):
         app.include_router(router)
     if settings.storage_enabled:
         install_storage(app, settings)  # media / jobs / search / clusters routers and their health checks
+    web_paths = install_web(app)  # the web app at `/`: its page and assets open, its API calls keyed
     # added last, so outermost: oversized or unauthenticated requests are refused before anything else runs
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_upload_bytes)
     if settings.api_key is not None:
-        app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value())
+        app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value(),
+                           open_paths=OPEN_PATHS | web_paths)
     return app

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import SERVICES
 from shared.config import ConnectionSettings, GatewayAccess
+from storage.ranking import FusionWeights
 
 GIB = 1024**3
 
@@ -64,7 +65,23 @@ class GatewaySettings(BaseSettings):
     )
     migrate_on_start: bool = Field(default=True, description="Run `alembic upgrade head` at start-up.")
     job_max_attempts: int = Field(default=4, ge=1, description="Deliveries before a job ends `failed`.")
-    search_ef: int = Field(default=100, ge=10, description="hnsw.ef_search for nearest-neighbour queries.")
+    search_ef: int = Field(default=100, ge=10, le=1000,
+                           description="hnsw.ef_search for nearest-neighbour queries (pgvector allows at most 1000).")
+    search_min_similarity: float = Field(
+        default=0.2, ge=-1, le=1, description="A text query's image hits below this cosine similarity are dropped. "
+        "Calibrated for CLIP ViT-B/32, whose text-image similarities are about 0.25-0.35 for a match and "
+        "0.1-0.18 for an unrelated image; a request's `min_similarity` overrides it.",
+    )
+    search_min_similarity_by_model: dict[str, float] = Field(
+        default_factory=dict, description='JSON map CLIP model name (as /v1/embed answers it) → its floor, for a '
+        'model calibrated otherwise: {"clip-vit-large-patch14": 0.18}.',
+    )
+    search_weight_embedding: float = Field(default=1.0, ge=0, description="Fusion weight of the image-embedding list.")
+    search_weight_transcript: float = Field(default=1.5, ge=0, description="Fusion weight of the transcript list.")
+    search_weight_caption: float = Field(default=1.5, ge=0, description="Fusion weight of the caption list.")
+    search_rrf_k: float = Field(
+        default=60.0, gt=0, description="Reciprocal-rank fusion constant: an item scores weight / (k + rank) per list."
+    )
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     access: GatewayAccess = Field(default_factory=GatewayAccess)
 
@@ -80,6 +97,14 @@ class GatewaySettings(BaseSettings):
     def api_key(self) -> SecretStr | None:
         """GATEWAY_API_KEY: when set, every endpoint but health and metrics needs it."""
         return self.access.api_key
+
+    @property
+    def fusion_weights(self) -> FusionWeights:
+        return FusionWeights(embedding=self.search_weight_embedding, transcript=self.search_weight_transcript,
+                             caption=self.search_weight_caption, k=self.search_rrf_k)
+
+    def min_similarity_for(self, model: str) -> float:
+        return self.search_min_similarity_by_model.get(model, self.search_min_similarity)
 
     @property
     def usable_budget_bytes(self) -> int:

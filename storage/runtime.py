@@ -18,6 +18,7 @@ from storage.repositories.clusters import ClusterRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.media import MediaRepository
 from storage.search import MediaSearch
+from storage.thumbnails import ThumbnailStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Storage:
         self.jobs = JobRepository(self.db)
         self.clusters = ClusterRepository(self.db)
         self.search = MediaSearch(self.db)
+        # beside the media folder: MEDIAMESH_HOME/thumbnails by default
+        self.thumbnails = ThumbnailStore(self.store.root.parent / "thumbnails", self.store)
 
     def ping_postgres(self) -> None:
         with self.db.engine.connect() as connection:

@@ -1,4 +1,5 @@
-"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters.
+"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters, and
+a text query's lists fused into one ranking (`storage.ranking`).
 
 The functions take a session (tests and callers that tune it); `MediaSearch` runs each in its own one."""
 
@@ -8,11 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Float, Select, column, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from storage import ranking
 from storage.db import Database
 from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, Transcript
+
+MatchList = Literal["embedding", "transcript", "caption"]
+# pgvector's ceiling for hnsw.ef_search: an HNSW scan hands back at most this many candidates, so a
+# ranked list (and a page of it) reaches no deeper.
+MAX_RANKED_DEPTH = 1000
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class Hit:
     score: float
     label: str | None
     snippet: str | None = None
+    similarity: float | None = None
+    start_s: float | None = None
 
 
 def _with_label(*columns: Any) -> Select[Any]:
@@ -52,8 +62,11 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, l
     """Images (and video frames) nearest to `vector` by cosine distance, through the HNSW index.
 
     `kind=video` finds frames of videos (each hit names its video in `parent_id`)."""
+    if limit + offset > MAX_RANKED_DEPTH:
+        raise ValueError(f"nearest neighbours reach {MAX_RANKED_DEPTH} deep, not {limit + offset}")
     # HNSW returns at most ef_search candidates before filtering: keep it above what the page needs.
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), limit + offset + 10)}"))
+    ef = min(max(int(ef_search), limit + offset + 10), MAX_RANKED_DEPTH)
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
     distance = ImageEmbedding.embedding.cosine_distance(vector).label("distance")
     query = _with_label(distance).join(ImageEmbedding, ImageEmbedding.media_id == Media.id)
     query = Filters(None, filters.label, filters.since, filters.until).apply(query)
@@ -66,12 +79,18 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, l
     if exclude is not None:
         query = query.where(Media.id != exclude)
     rows = session.execute(query.order_by(distance).limit(limit).offset(offset)).all()
-    return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1]) for row in rows]
+    return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1], similarity=1.0 - float(row[2])) for row in rows]
 
 
 def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
+    """Transcripts matching `q`, each with the start (s) of its segment that matches best (the earliest of equals)."""
+    segment = func.jsonb_array_elements(Transcript.segments).table_valued(column("value", JSONB)).alias("segment")
+    start = segment.c.value["start"].astext.cast(Float)
+    segment_rank = func.ts_rank(func.to_tsvector("simple", segment.c.value["text"].astext),
+                                func.websearch_to_tsquery("simple", q))
+    best_start = select(start).select_from(segment).order_by(segment_rank.desc(), start).limit(1).scalar_subquery()
     return _text_matches(session, q, filters, "transcript", Transcript, Transcript.text, Transcript.tsv, "simple",
-                         limit=limit, offset=offset)
+                         limit=limit, offset=offset, extra=best_start)
 
 
 def caption_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
@@ -81,15 +100,18 @@ def caption_matches(session: Session, q: str, filters: Filters, *, limit: int, o
 
 def _text_matches(
     session: Session, q: str, filters: Filters, match: Literal["transcript", "caption"],
-    table: Any, text: Any, tsv: Any, language: str, *, limit: int, offset: int,
+    table: Any, text: Any, tsv: Any, language: str, *, limit: int, offset: int, extra: Any = None,
 ) -> list[Hit]:
-    """Postgres full-text search over one table's text column, ranked, with a highlighted snippet."""
+    """Postgres full-text search over one table's text column, ranked, with a highlighted snippet (and
+    `extra`, a segment's start, when given)."""
     tsq = func.websearch_to_tsquery(language, q)
     rank = func.ts_rank(tsv, tsq).label("rank")
     snippet = func.ts_headline(language, text, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
-    query = _with_label(rank, snippet).join(table, table.media_id == Media.id).where(tsv.op("@@")(tsq))
-    rows = session.execute(filters.apply(query).order_by(rank.desc()).limit(limit).offset(offset)).all()
-    return [Hit(row[0], match, float(row[2]), row[1], row[3]) for row in rows]
+    columns = (rank, snippet) if extra is None else (rank, snippet, extra)
+    query = _with_label(*columns).join(table, table.media_id == Media.id).where(tsv.op("@@")(tsq))
+    ordered = filters.apply(query).order_by(rank.desc(), Media.id).limit(limit).offset(offset)
+    return [Hit(row[0], match, float(row[2]), row[1], row[3], start_s=None if extra is None else row[4])
+            for row in session.execute(ordered).all()]
 
 
 def browse(session: Session, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
@@ -119,11 +141,19 @@ class MediaSearch:
             return nearest_images(session, vector, filters, limit=limit, offset=offset, ef_search=ef_search,
                                   exclude=exclude)
 
-    def text_matches(self, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
-        """Transcript matches, then caption matches."""
+    def ranked(self, q: str, vector: list[float] | None, filters: Filters, *, limit: int, offset: int,
+               ef_search: int, min_similarity: float, weights: ranking.FusionWeights) -> list[Hit]:
+        """One page of a text query: nearest images to `vector` (when given) at or above
+        `min_similarity`, transcript and caption matches of `q`, fused by reciprocal rank."""
+        depth = limit + offset  # each list's top `depth` are fused (deeper ones are left out, as usual for RRF)
+        lists: dict[MatchList, list[Hit]] = {}
         with self.db.session() as session:
-            return (transcript_matches(session, q, filters, limit=limit, offset=offset)
-                    + caption_matches(session, q, filters, limit=limit, offset=offset))
+            if vector is not None:
+                nearest = nearest_images(session, vector, filters, limit=depth, offset=0, ef_search=ef_search)
+                lists["embedding"] = [hit for hit in nearest if hit.score >= min_similarity]
+            lists["transcript"] = transcript_matches(session, q, filters, limit=depth, offset=0)
+            lists["caption"] = caption_matches(session, q, filters, limit=depth, offset=0)
+        return ranking.fuse(lists, weights)[offset:depth]
 
     def stored_embedding(self, media_id: str) -> list[float] | None:
         with self.db.session() as session:

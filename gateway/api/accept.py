@@ -33,7 +33,7 @@ def accept_upload(storage: Storage, data: bytes, detected: Detected, original_na
         return _accepted(storage, existing, duplicate=True)
     _, path = storage.store.put(data)
     new = NewMedia(sha256=sha, kind=detected.kind, mime=detected.mime, size=len(data), path=path,
-                   original_name=(original_name or "")[:255] or None)
+                   original_name=_shown_name(original_name))
     try:
         media, job = storage.media.add_with_ingest_job(new, max_attempts)
     except DuplicateMedia:  # the same bytes arrived concurrently and the other upload won
@@ -46,6 +46,11 @@ def accept_upload(storage: Storage, data: bytes, detected: Detected, original_na
         raise
     _enqueue_or_undo(storage, job.id, undo=lambda: _forget_upload(storage, media.id, sha))
     return _accepted(storage, media, duplicate=False, job_id=job.id)
+
+
+def _shown_name(name: str | None) -> str | None:
+    """The client's file name, shown only: control characters (NUL, which Postgres refuses, among them) go."""
+    return "".join(c for c in (name or "") if c.isprintable())[:255] or None
 
 
 def enqueue_job(storage: Storage, kind: str, media_id: str | None, params: dict[str, Any], max_attempts: int) -> str:

@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from gateway.cascade.config import CascadeConfig
 from gateway.cascade.engine import CascadeEngine
 from gateway.cascade.store import CascadeStore
 from gateway.dispatch.dispatcher import ServiceDispatcher
+from shared.cascade.config import CascadeConfig
 from shared.http.errors import BadInput
 from shared.imaging import decode_base64, decode_image
 from shared.schemas.gateway import ClassifyRequest, ClassifyResponse

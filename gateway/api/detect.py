@@ -55,12 +55,34 @@ def _image_mime(head: bytes) -> str | None:
 
 def _check_json(data: bytes) -> str:
     try:
-        json.loads(data.decode("utf-8-sig"))
+        document = json.loads(data.decode("utf-8-sig"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise BadInput(f"the JSON file is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise BadInput(f"malformed JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    if _holds_nul(document):
+        raise BadInput("the JSON holds a NUL character (\\u0000) in a string or key, which Postgres cannot "
+                       "store; remove it")
     return "application/json"
+
+
+def _refuse_constant(name: str) -> None:
+    """Python reads NaN and Infinity, which are not JSON and which Postgres's jsonb refuses."""
+    raise BadInput(f"the JSON holds {name}, which is not JSON (write null or a string instead)")
+
+
+def _holds_nul(document: object) -> bool:
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending += list(value) + list(value.values())
+        elif isinstance(value, list):
+            pending += value
+    return False
 
 
 def _probe_av(data: bytes) -> Detected:

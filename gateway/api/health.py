@@ -49,7 +49,8 @@ def overall(services: list[ServiceHealth], dependencies: list[DependencyHealth])
     return "ok"
 
 
-@router.get("/v1/health", response_model=HealthReport)
+@router.get("/v1/health", response_model=HealthReport,
+            responses={503: {"model": HealthReport, "description": "Down: the report says what is."}})
 async def health(request: Request, response: Response, fresh: bool = False) -> HealthReport:
     """Overall ok / degraded / down; `?fresh=true` polls the services now instead of the last poll."""
     registry: ServiceRegistry = request.app.state.registry

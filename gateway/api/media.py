@@ -1,4 +1,5 @@
-"""`POST /v1/media`, `POST /v1/media/{id}/reprocess`, `GET /v1/media/{id}`, `GET /v1/jobs/{id}`.
+"""`POST /v1/media`, `POST /v1/media/{id}/reprocess`, `GET /v1/media` (the library, filtered and paged),
+`GET /v1/media/{id}` with its `/thumbnail` and `/file`, `GET /v1/jobs/{id}`.
 
 Handlers are plain `def`: FastAPI runs them in its thread pool, so hashing, decoding, probing and the
 database never block the event loop.
@@ -6,16 +7,21 @@ database never block the event loop.
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import FileResponse
 
 from gateway.api.accept import accept_upload, enqueue_job
 from gateway.api.deps import SettingsDep, StorageDep
 from gateway.api.detect import detect
-from gateway.api.schemas import JobPublic, MediaDetail, UploadAccepted
-from shared.http.errors import NotFound, PayloadTooLarge
+from gateway.api.schemas import JobPublic, MediaDetail, MediaList, UploadAccepted
+from shared.http.errors import BadInput, NotFound, PayloadTooLarge
+from storage.models import Media
 from storage.runtime import Storage
+from storage.search import Filters
+from storage.thumbnails import SIZES
 
 router = APIRouter(tags=["media"])
 CHUNK = 1024 * 1024
@@ -59,6 +65,47 @@ def get_media_by_sha256(sha256: str, storage: StorageDep) -> MediaDetail:
     return _detail(storage, media.id)
 
 
+@router.get("/v1/media", response_model=MediaList)
+def list_media(
+    storage: StorageDep,
+    kind: Literal["image", "audio", "video", "json"] | None = None,
+    label: Annotated[str | None, Query(min_length=1, max_length=200, description="Exact label, any case.")] = None,
+    since: Annotated[datetime | None, Query(description="Uploaded at or after (ISO 8601).")] = None,
+    until: Annotated[datetime | None, Query(description="Uploaded before (ISO 8601).")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> MediaList:
+    """The library, newest first: uploaded items (not the frames sampled from videos) with label and caption."""
+    if since is not None and until is not None and _aware(since) >= _aware(until):
+        raise BadInput("`since` must be earlier than `until`")
+    page = storage.media.page(Filters(kind, label, since, until), limit=limit, offset=offset)
+    return MediaList.from_page(page, limit=limit, offset=offset)
+
+
+@router.get("/v1/media/{media_id}/thumbnail", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}}}})
+def get_thumbnail(
+    media_id: str, storage: StorageDep,
+    size: Annotated[int, Query(ge=16, le=SIZES[-1], description=f"Longest edge; snapped up to one of {SIZES}.")]
+    = 256,
+) -> FileResponse:
+    """A JPEG thumbnail of an image, or of a video's first sampled frame; made once, then served from disk."""
+    media = _media(storage, media_id)
+    poster = storage.media.poster(media)
+    if poster is None:
+        raise NotFound(f"media {media_id} is {media.kind}: it has no picture to make a thumbnail of"
+                       if media.kind != "video" else f"video {media_id} has no sampled frame yet")
+    path = storage.thumbnails.get(poster.sha256, size)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@router.get("/v1/media/{media_id}/file", response_class=FileResponse)
+def get_file(media_id: str, storage: StorageDep) -> FileResponse:
+    """The original bytes, with the content type found at upload (the path comes from the stored hash)."""
+    media = _media(storage, media_id)
+    return FileResponse(storage.store.path(media.sha256), media_type=media.mime,
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400"})
+
+
 @router.get("/v1/media/{media_id}", response_model=MediaDetail)
 def get_media(media_id: str, storage: StorageDep) -> MediaDetail:
     return _detail(storage, media_id)
@@ -70,6 +117,18 @@ def get_job(job_id: str, storage: StorageDep) -> JobPublic:
     if job is None:
         raise NotFound(f"no job with id {job_id}")
     return JobPublic.model_validate(job)
+
+
+def _media(storage: Storage, media_id: str) -> Media:
+    media = storage.media.get(media_id)
+    if media is None:
+        raise NotFound(f"no media with id {media_id}")
+    return media
+
+
+def _aware(moment: datetime) -> datetime:
+    """Naive times are read as UTC, as Postgres compares them with the stored UTC timestamps."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _detail(storage: Storage, media_id: str) -> MediaDetail:

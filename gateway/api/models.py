@@ -1,4 +1,5 @@
-"""`GET /v1/models` (what is loaded, like `ollama ps`) and manual `POST /v1/models/{name}/load|unload`."""
+"""`GET /v1/models` (OpenAI's model list, with what is loaded as `ollama ps` shows it) and manual
+`POST /v1/models/{name}/load|unload`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 
+from gateway.api.model_names import aliases_of
 from gateway.scheduler.directory import ServiceRegistry
 from gateway.scheduler.slots import ModelSlot
 from shared.schemas.gateway import ModelsReport, ModelStatus
@@ -22,8 +24,10 @@ def model_status(registry: ServiceRegistry, slot: ModelSlot) -> ModelStatus:
     budget = registry.budget
     now, expires = datetime.now(UTC), budget.expires_in(slot)
     last_used = record.info.last_used if record.info is not None else None
+    loaded_at = record.info.loaded_at if record.info is not None else None
     return ModelStatus(
-        name=slot.name, kind=record.endpoint.kind, url=record.endpoint.url, state=slot.state,
+        id=slot.name, created=int(loaded_at.timestamp()) if loaded_at else 0, aliases=aliases_of(registry, slot.name),
+        kind=record.endpoint.kind, url=record.endpoint.url, state=slot.state,
         reserved_bytes=slot.reserved if slot.state.value in ("loading", "loaded", "unloading") else 0,
         footprint_bytes=slot.footprint_bytes, estimated_bytes=slot.estimated_bytes, pinned=slot.pinned,
         priority=slot.priority, in_flight=slot.in_flight, last_used=last_used,
@@ -35,8 +39,8 @@ def model_status(registry: ServiceRegistry, slot: ModelSlot) -> ModelStatus:
 def models_report(registry: ServiceRegistry) -> ModelsReport:
     budget = registry.budget
     return ModelsReport(
+        data=[model_status(registry, slot) for slot in budget.slots.values()],
         budget_bytes=budget.budget_bytes, reserved_bytes=budget.reserved_bytes, free_bytes=budget.free_bytes,
-        models=[model_status(registry, slot) for slot in budget.slots.values()],
     )
 
 

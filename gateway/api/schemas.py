@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storage.models import Media
 from storage.repositories.clusters import ClusterView
-from storage.repositories.media import MediaRecord
+from storage.repositories.media import MediaPage, MediaRecord
 
 
 class UploadAccepted(BaseModel):
@@ -90,15 +90,49 @@ def _results(media: Media) -> dict[str, Any]:
     }
 
 
+class MediaListItem(BaseModel):
+    id: str
+    kind: str
+    mime: str
+    size: int
+    original_name: str | None
+    status: str
+    created_at: datetime
+    label: str | None = None
+    confidence: float | None = None
+    caption: str | None = None
+
+
+class MediaList(BaseModel):
+    items: list[MediaListItem]
+    total: int = Field(description="How many items match the filters, over all pages.")
+    limit: int
+    offset: int
+
+    @classmethod
+    def from_page(cls, page: MediaPage, *, limit: int, offset: int) -> MediaList:
+        items = [MediaListItem(id=s.media.id, kind=s.media.kind, mime=s.media.mime, size=s.media.size,
+                               original_name=s.media.original_name, status=s.media.status,
+                               created_at=s.media.created_at, label=s.label, confidence=s.confidence,
+                               caption=s.caption) for s in page.items]
+        return cls(items=items, total=page.total, limit=limit, offset=offset)
+
+
 class SearchHit(BaseModel):
     media_id: str
     kind: str
     mime: str
     created_at: datetime
-    match: Literal["embedding", "transcript", "caption", "filter"]
-    score: float = Field(description="Cosine similarity (embedding) or full-text rank (transcript, caption).")
+    match: Literal["embedding", "transcript", "caption", "filter"] = Field(
+        description="The list that ranked it highest: nearest images, transcripts, captions (or `filter`: no query).")
+    score: float = Field(description="Results come in its order. A text query: the fused score, Σ weight / "
+                         "(k + rank) over the lists that hold it (reciprocal-rank fusion); similar images: the "
+                         "cosine similarity; browsing: 0.")
+    similarity: float | None = Field(default=None, description="Cosine similarity of the image to the query.")
     label: str | None = None
     snippet: str | None = None
+    start_s: float | None = Field(default=None, description="For a transcript match: where the segment that "
+                                  "matches best starts, in seconds.")
     parent_id: str | None = Field(default=None, description="For a video frame: the video it came from.")
 
 
@@ -107,6 +141,8 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
     limit: int
     offset: int
+    min_similarity: float | None = Field(default=None, description="Image hits of this query below this cosine "
+                                         "similarity were dropped (none when no image search ran).")
     degraded: list[str] = Field(default_factory=list, description="Parts of the search that could not run, and why.")
 
 

@@ -1,5 +1,5 @@
-"""`GET /v1/search` (text → CLIP → nearest images, plus transcript/caption full-text search) and
-`POST /v1/search/image` (similar images to an upload or a stored item).
+"""`GET /v1/search` (text → CLIP → nearest images, plus transcript/caption full-text search, fused into
+one ranking) and `POST /v1/search/image` (similar images to an upload or a stored item).
 
 CLIP is called in process through the dispatcher, behind the memory budget like every model
 call: a cold CLIP is loaded on demand, or the answer is 503 + Retry-After when no room is made.
@@ -32,23 +32,20 @@ Kind = Literal["image", "audio", "video", "json"]
 
 
 def _hits(hits: list[search.Hit]) -> list[SearchHit]:
-    """One result per item, in order of first appearance; a later text match lends its snippet."""
-    seen: dict[str, SearchHit] = {}
-    out = []
-    for hit in hits:
-        if hit.media.id in seen:
-            seen[hit.media.id].snippet = seen[hit.media.id].snippet or hit.snippet
-            continue
-        seen[hit.media.id] = SearchHit(media_id=hit.media.id, kind=hit.media.kind, mime=hit.media.mime,
-                             created_at=hit.media.created_at, match=hit.match, score=hit.score, label=hit.label,
-                             snippet=hit.snippet, parent_id=hit.media.parent_id)
-        out.append(seen[hit.media.id])
-    return out
+    return [SearchHit(media_id=hit.media.id, kind=hit.media.kind, mime=hit.media.mime,
+                      created_at=hit.media.created_at, match=hit.match, score=hit.score, similarity=hit.similarity,
+                      label=hit.label, snippet=hit.snippet, start_s=hit.start_s, parent_id=hit.media.parent_id)
+            for hit in hits]
 
 
-async def _clip(dispatcher: ServiceDispatcher, path: str, payload: dict[str, object]) -> list[float]:
-    answer = await dispatcher.post_json("clip", path, payload)
-    return EmbedResponse.model_validate(answer).embeddings[0]
+async def _clip(dispatcher: ServiceDispatcher, path: str, payload: dict[str, object]) -> EmbedResponse:
+    return EmbedResponse.model_validate(await dispatcher.post_json("clip", path, payload))
+
+
+def _check_depth(limit: int, offset: int) -> None:
+    if limit + offset > search.MAX_RANKED_DEPTH:
+        raise BadInput(f"ranked results reach {search.MAX_RANKED_DEPTH:,} deep and offset + limit is "
+                       f"{offset + limit:,}; narrow the search (kind, label, since, until) instead of paging further")
 
 
 def _clip_failure(exc: ServiceError) -> str:
@@ -60,27 +57,38 @@ def _clip_failure(exc: ServiceError) -> str:
 async def search_media(
     storage: StorageDep, settings: SettingsDep, dispatcher: DispatcherDep,
     q: str | None = Query(None, max_length=1000, description="What to look for, in words."),
-    kind: Kind | None = None, label: str | None = None,
+    kind: Kind | None = None,
+    label: str | None = Query(None, max_length=200, description="Only items the cascade gave this label (any case)."),
     since: datetime | None = None, until: datetime | None = None,
-    limit: int = Query(20, ge=1, le=200), offset: int = Query(0, ge=0, le=10_000),
+    limit: int = Query(20, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=10_000, description="Results to skip. With `q`, offset + limit ≤ 1000 (how deep "
+                        "the ranking reaches); browsing without `q` pages to 10,000."),
+    min_similarity: float | None = Query(None, ge=-1, le=1, description="Drop image hits below this cosine "
+                                         "similarity; default GATEWAY_SEARCH_MIN_SIMILARITY (per model)."),
 ) -> SearchResponse:
+    """With `q`: nearest images (CLIP), transcript and caption matches, one list ranked by reciprocal-rank
+    fusion. Without: the items matching the filters, newest first."""
     filters = search.Filters(kind, label, since, until)
     q = (q or "").strip() or None
     if q is None:
         browsed = await run_in_threadpool(storage.search.browse, filters, limit=limit, offset=offset)
         return SearchResponse(query=None, results=_hits(browsed), limit=limit, offset=offset)
+    _check_depth(limit, offset)
     degraded: list[str] = []
-    hits: list[search.Hit] = []
+    vector, floor = None, None
     if kind in (None, "image", "video"):
         try:
-            vector = await _clip(dispatcher, "v1/embed/text", {"texts": [q]})
+            embedded = await _clip(dispatcher, "v1/embed/text", {"texts": [q]})
         except ServiceError as exc:
             degraded.append(_clip_failure(exc) + " (semantic image search skipped; text search still ran)")
         else:
-            hits += await run_in_threadpool(storage.search.nearest_images, vector, filters, limit=limit,
-                                            offset=offset, ef_search=settings.search_ef)
-    hits += await run_in_threadpool(storage.search.text_matches, q, filters, limit=limit, offset=offset)
-    return SearchResponse(query=q, results=_hits(hits), limit=limit, offset=offset, degraded=degraded)
+            vector = embedded.embeddings[0]
+            floor = settings.min_similarity_for(embedded.model) if min_similarity is None else min_similarity
+    hits = await run_in_threadpool(storage.search.ranked, q, vector, filters, limit=limit, offset=offset,
+                                   ef_search=settings.search_ef, min_similarity=-1.0 if floor is None else floor,
+                                   weights=settings.fusion_weights)
+    return SearchResponse(query=q, results=_hits(hits), limit=limit, offset=offset, min_similarity=floor,
+                          degraded=degraded)
 
 
 def _read_image(file: UploadFile, settings: GatewaySettings) -> bytes:
@@ -94,6 +102,8 @@ def _read_image(file: UploadFile, settings: GatewaySettings) -> bytes:
 async def _query_vector(storage: Storage, settings: GatewaySettings, dispatcher: ServiceDispatcher,
                         file: UploadFile | None, media_id: str | None) -> list[float]:
     if media_id is not None:
+        if "\x00" in media_id:
+            raise BadInput("`media_id` holds a NUL byte; send the id as `GET /v1/media/{id}` shows it")
         stored = await run_in_threadpool(storage.search.stored_embedding, media_id)
         if stored is None:
             raise NotFound(f"media {media_id} has no stored CLIP embedding (not an image, or not processed yet)")
@@ -101,7 +111,8 @@ async def _query_vector(storage: Storage, settings: GatewaySettings, dispatcher:
     assert file is not None  # exactly one of the two, checked by the route
     data = await run_in_threadpool(_read_image, file, settings)
     try:
-        return await _clip(dispatcher, "v1/embed/image", {"images": [base64.b64encode(data).decode()]})
+        embedded = await _clip(dispatcher, "v1/embed/image", {"images": [base64.b64encode(data).decode()]})
+        return embedded.embeddings[0]
     except ServiceError as exc:
         retry_after = int(exc.headers.get("Retry-After", "5"))
         raise Unavailable(f"{_clip_failure(exc)}; similar-image search needs CLIP, retry when it is up",
@@ -112,11 +123,13 @@ async def _query_vector(storage: Storage, settings: GatewaySettings, dispatcher:
 async def search_similar(
     storage: StorageDep, settings: SettingsDep, dispatcher: DispatcherDep,
     file: Annotated[UploadFile | None, File()] = None, media_id: Annotated[str | None, Form()] = None,
-    limit: Annotated[int, Form(ge=1, le=200)] = 20, offset: Annotated[int, Form(ge=0)] = 0,
+    limit: Annotated[int, Form(ge=1, le=200)] = 20,
+    offset: Annotated[int, Form(ge=0, le=search.MAX_RANKED_DEPTH - 1, description="offset + limit ≤ 1000.")] = 0,
 ) -> SearchResponse:
-    """Images similar to an uploaded image or to a stored item (`media_id`)."""
+    """Images similar to an uploaded image or to a stored item (`media_id`); `score` is the cosine similarity."""
     if (file is None) == (media_id is None):
         raise BadInput("send exactly one of: an image `file`, or the `media_id` of a stored image")
+    _check_depth(limit, offset)
     vector = await _query_vector(storage, settings, dispatcher, file, media_id)
     hits = await run_in_threadpool(storage.search.nearest_images, vector, search.Filters(), limit=limit,
                                    offset=offset, ef_search=settings.search_ef, exclude=media_id)

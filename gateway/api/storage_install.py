@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.api import clusters, media, search
 from gateway.settings import GatewaySettings
+from shared.http.text_guard import RejectNulInUrl
 from shared.schemas.gateway import DependencyHealth
 from storage.runtime import Storage, open_storage
 
@@ -26,6 +27,7 @@ def install_storage(app: FastAPI, settings: GatewaySettings) -> None:
 
     The connections are opened by `storage_lifespan(app)`, which the app's lifespan enters."""
     app.state.storage = None  # until `storage_lifespan` opens it: the storage routes answer 503
+    app.add_middleware(RejectNulInUrl)  # Postgres refuses NUL in text: ids, queries and labels never reach it
     for router in (media.router, search.router, clusters.router):
         app.include_router(router)
     if not settings.storage_enabled:

@@ -1,9 +1,10 @@
 """Runs one image through a cascade variant and records the trace.
 
-Stage 1 (a cnn) proposes labels; each later stage scores those candidates; the scores are
-fused with the stages' weights; after each stage the strategy decides whether to go on. A
-later stage that fails does not fail the request: the answer is the last good fusion, and the
-trace says `degraded`.
+Stage 1 (a cnn) proposes labels; each later stage scores those candidates; each stage's scores
+are tempered and fused with the stages' weights; after each stage the routing (shared with
+`mediamesh calibrate`) stops, goes on, or jumps to the last stage; the decision policy then
+answers a label or `review`. A later stage that fails does not fail the request: the answer
+comes from the last good fusion, and the trace says `degraded`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
-from gateway.cascade.config import CascadeVariant
-from gateway.cascade.fusion import fuse, ranked
-from gateway.cascade.stages import ServiceCall, run_stage
-from gateway.cascade.strategy import Decision, decide
+from gateway.cascade.stages import ServiceCall, StageResult, run_stage
+from shared.cascade.config import CascadeVariant, StageConfig
+from shared.cascade.routing import Fusion, Step, offered, route, settle
+from shared.cascade.scoring import ranked
 from shared.http.errors import ServiceError
 from shared.schemas.gateway import CascadeTrace, ClassifyResponse, StageTrace
 
@@ -30,15 +31,14 @@ class CascadeEngine:
     ) -> ClassifyResponse:
         started = time.perf_counter()
         traces: list[StageTrace] = []
-        stage_scores: list[dict[str, float]] = []
-        weights: list[float] = []
-        fused: dict[str, float] = {}
+        fusion = Fusion()
         degraded = False
-        for index, stage in enumerate(variant.stages):
-            candidates = [s.label for s in ranked(fused)]
+        index: int | None = 0
+        while index is not None:
+            stage = variant.stages[index]
             t0 = time.perf_counter()
             try:
-                result = await run_stage(stage, image, candidates, self.call)
+                result = await run_stage(stage, image, offered(stage, fusion.fused, mode), self.call)
             except ServiceError as exc:
                 if index == 0:
                     raise  # nothing to fall back on: the caller gets the service's error
@@ -46,36 +46,24 @@ class CascadeEngine:
                 traces.append(StageTrace(stage=stage.kind, service=stage.service, status="failed", answer=None,
                                          ms=_ms(t0), error=exc.detail, reason="stage failed; kept the last answer"))
                 break
-            if result.scores:
-                stage_scores.append(result.scores)
-                weights.append(stage.weight)
-                fused = fuse(stage_scores, weights) if sum(weights) > 0 else result.scores
-            last = index == len(variant.stages) - 1
-            decision = self._decide(variant, index, fused, result.entropy if index == 0 else None, mode, last)
-            traces.append(StageTrace(
-                stage=stage.kind, service=stage.service, status="ok", top_k=ranked(result.scores, stage.top_k),
-                fused=ranked(fused, stage.top_k), ms=_ms(t0), answer=result.answer, entropy=result.entropy,
-                decision="final" if last else ("escalate" if decision.escalate else "stop"),
-                reason=decision.reason if result.scores else f"{decision.reason}; the answer matched no candidate",
-            ))
-            if not decision.escalate:
-                break
-        top = ranked(fused)
-        trace = CascadeTrace(variant=variant_name, stages=traces, degraded=degraded, total_ms=_ms(started))
-        return ClassifyResponse(label=top[0].label, confidence=top[0].score, top_k=top[:5], variant=variant_name,
+            fusion.add(stage, result.scores)
+            entropy = result.entropy if index == 0 and stage.temperature == 1 else None
+            step = route(variant, index, fusion.fused, entropy, mode)
+            traces.append(_trace(stage, result, fusion.fused, step, t0))
+            index = step.next_index
+        verdict = settle(variant.decision, fusion.fused)
+        trace = CascadeTrace(variant=variant_name, stages=traces, degraded=degraded, total_ms=_ms(started),
+                             rule=verdict.rule)
+        return ClassifyResponse(label=verdict.label, confidence=round(verdict.confidence, 6),
+                                decision=verdict.decision, top_k=ranked(fusion.fused, 5), variant=variant_name,
                                 request_id=request_id, trace=trace)
 
-    @staticmethod
-    def _decide(
-        variant: CascadeVariant, index: int, fused: dict[str, float], entropy: float | None, mode: str, last: bool
-    ) -> Decision:
-        if last:
-            return Decision(False, "last stage")
-        if mode == "always":
-            return Decision(True, "mode=always runs every stage")
-        if mode == "never":
-            return Decision(False, "mode=never stops after the first stage")
-        return decide(variant.stages[index].escalate, fused, entropy)
+
+def _trace(stage: StageConfig, result: StageResult, fused: dict[str, float], step: Step, t0: float) -> StageTrace:
+    reason = step.reason if result.scores else f"{step.reason}; the stage gave no scores"
+    return StageTrace(stage=stage.kind, service=stage.service, status="ok", top_k=ranked(result.scores),
+                      fused=ranked(fused, stage.top_k), ms=_ms(t0), answer=result.answer, entropy=result.entropy,
+                      decision=step.decision, reason=reason, temperature=stage.temperature)
 
 
 def _ms(since: float) -> float:

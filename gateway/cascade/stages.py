@@ -1,14 +1,15 @@
-"""One cascade stage per service kind: the call it makes and the scores it returns."""
+"""One cascade stage per service kind: the call it makes and the distribution over the candidates
+it returns (cnn: its softmax top-k; clip: zero-shot over prompt ensembles; blip2: score-options)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.cascade.config import STAGE_PATHS, StageConfig
-from gateway.cascade.fusion import match_answer, readable
+from shared.cascade.config import STAGE_PATHS, StageConfig
+from shared.cascade.scoring import readable
 from shared.http.errors import ServiceError
-from shared.schemas.blip2 import VqaResponse
+from shared.schemas.blip2 import ScoreOptionsResponse
 from shared.schemas.clip import ZeroShotResponse
 from shared.schemas.cnn import CnnClassifyResponse
 
@@ -31,25 +32,22 @@ class StageResult:
 
 async def run_stage(stage: StageConfig, image: str, candidates: list[str], call: ServiceCall) -> StageResult:
     path = STAGE_PATHS[stage.kind]
-    match stage.kind:
-        case "cnn":
-            raw = await call(stage.service, path, {"images": [image], "top_k": stage.top_k})
-            result = CnnClassifyResponse.model_validate(raw).results[0]
-            return StageResult({s.label: s.score for s in result.top_k}, entropy=result.entropy)
-        case "clip":
-            offered = candidates[: stage.top_k]
-            if len(offered) < 2:
-                raise CascadeStageError(f"clip re-ranking needs at least 2 candidate labels, got {offered}")
-            prompts = {readable(label): label for label in offered}
-            raw = await call(stage.service, path, {"images": [image], "labels": list(prompts),
-                                                   "template": stage.template})
-            scores = ZeroShotResponse.model_validate(raw).results[0].scores
-            return StageResult({prompts.get(s.label, s.label): s.score for s in scores})
-        case "blip2":
-            offered = candidates[: stage.top_k]
-            question = stage.question.format(options=", ".join(readable(label) for label in offered))
-            raw = await call(stage.service, path, {"image": image, "question": question})
-            answer = VqaResponse.model_validate(raw).answer
-            label = match_answer(answer, offered)
-            return StageResult({label: 1.0} if label else {}, answer=answer)
-    raise CascadeStageError(f"unknown stage kind {stage.kind}")  # unreachable: the config is validated
+    if stage.kind == "cnn":
+        raw = await call(stage.service, path, {"images": [image], "top_k": stage.top_k})
+        result = CnnClassifyResponse.model_validate(raw).results[0]
+        return StageResult({s.label: s.score for s in result.top_k}, entropy=result.entropy)
+    if len(candidates) < 2:
+        raise CascadeStageError(f"{stage.kind} needs at least 2 candidate labels to choose among, got {candidates}")
+    prompts = {readable(label): label for label in candidates}
+    if stage.kind == "clip":
+        label_templates = {readable(la): ts for la, ts in stage.label_templates.items() if la in candidates}
+        raw = await call(stage.service, path, {"images": [image], "labels": list(prompts),
+                                               "templates": stage.prompt_templates(),
+                                               "label_templates": label_templates})
+        scores = ZeroShotResponse.model_validate(raw).results[0].scores
+        return StageResult({prompts.get(s.label, s.label): s.score for s in scores})
+    question = stage.question.replace("{options}", ", ".join(prompts))
+    raw = await call(stage.service, path, {"image": image, "question": question, "options": list(prompts),
+                                           "answer": True})
+    answer = ScoreOptionsResponse.model_validate(raw)
+    return StageResult({prompts.get(s.label, s.label): s.score for s in answer.scores}, answer=answer.answer)

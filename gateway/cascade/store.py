@@ -7,8 +7,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-from gateway.cascade.config import CascadeConfig, CascadeVariant
 from gateway.settings import GatewaySettings
+from shared.cascade.config import CascadeConfig, CascadeVariant
 from shared.http.errors import BadInput
 
 log = logging.getLogger("mediamesh.cascade")

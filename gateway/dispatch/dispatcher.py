@@ -20,6 +20,7 @@ import aiohttp
 from fastapi import Depends, Request
 from yarl import URL
 
+from gateway.dispatch.target import upstream_path, upstream_query
 from gateway.scheduler.directory import ServiceRegistry
 from gateway.scheduler.lifecycle_client import ServiceDown
 from shared.http.errors import ServiceError, error_detail
@@ -73,9 +74,16 @@ class Upstream:
         await self.release()
 
 
+@dataclass(frozen=True)
+class Target:
+    method: str
+    path: str  # percent-encoded, checked by `upstream_path`
+    query: str
+
+
 class Release:
-    def __init__(self, dispatcher: ServiceDispatcher, name: str) -> None:
-        self.dispatcher, self.name, self.done = dispatcher, name, False
+    def __init__(self, dispatcher: ServiceDispatcher, name: str, *, held: bool = True) -> None:
+        self.dispatcher, self.name, self.done = dispatcher, name, not held
 
     async def __call__(self) -> None:
         if not self.done:
@@ -107,16 +115,25 @@ class ServiceDispatcher:
             self._session = None
 
     async def open(
-        self, name: str, path: str, *, content: bytes, headers: Mapping[str, str], query: str = ""
+        self, name: str, path: str, *, content: bytes, headers: Mapping[str, str], query: str = "",
+        method: str = "POST",
     ) -> Upstream:
-        """Send one task call; the caller must read or close the answer (that releases the model)."""
-        record = self.registry.record(name)  # 404 naming the known services
+        """Send one task call; the caller must read or close the answer (that releases the model).
+
+        Only a configured service name gets through (404 naming the known ones), and the path and
+        query are checked (400) before the model is held or anything is sent. A GET reads a
+        service's state (`/v1/model`, OpenAI's `/v1/models`) and runs no model: it holds none.
+        """
+        record = self.registry.record(name)
+        target = Target(method, upstream_path(path), upstream_query(query))
+        if method == "GET":
+            return await self._send(name, target, content, headers, Release(self, name, held=False))
         if not record.up:
             await self.registry.refresh(name)  # its estimate is needed before the first load
         for attempt in range(2):
             await self.registry.budget.acquire(name)
             release = Release(self, name)
-            upstream = await self._send(name, path, content, headers, query, release)
+            upstream = await self._send(name, target, content, headers, release)
             if upstream.status_code != 503 or attempt == 1:
                 return upstream
             try:
@@ -130,12 +147,13 @@ class ServiceDispatcher:
         raise AssertionError("unreachable")
 
     async def _send(
-        self, name: str, path: str, content: bytes, headers: Mapping[str, str], query: str, release: Release
+        self, name: str, target: Target, content: bytes, headers: Mapping[str, str], release: Release
     ) -> Upstream:
-        url = URL(self.registry.url(name, path) + (f"?{query}" if query else ""), encoded=True)
+        query = f"?{target.query}" if target.query else ""
+        url = URL(self.registry.url(name, target.path) + query, encoded=True)
         forwarded = {k: v for k, v in headers.items() if k.lower() in FORWARD_REQUEST_HEADERS}
         try:
-            response = await self.session.post(url, data=content, headers=forwarded)
+            response = await self.session.request(target.method, url, data=content, headers=forwarded)
         except (aiohttp.ClientError, TimeoutError) as exc:
             await release()
             await self.registry.refresh(name)

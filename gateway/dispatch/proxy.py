@@ -1,4 +1,4 @@
-"""`POST /v1/services/{name}/{path}`: any model service's task endpoint, behind the scheduler.
+"""`POST` / `GET /v1/services/{name}/{path}`: any model service's endpoint, behind the scheduler.
 
 Body, content type (JSON or multipart), query string, status and body pass through as they
 are; server-sent events (`/v1/chat/completions` with `stream: true`) are streamed, and the
@@ -16,10 +16,12 @@ from gateway.dispatch.dispatcher import DispatcherDep
 router = APIRouter(tags=["services"])
 
 
-@router.post("/v1/services/{name}/{path:path}", summary="Call a model service's task endpoint")
+@router.api_route("/v1/services/{name}/{path:path}", methods=["GET", "POST"],
+                  summary="Call a model service's endpoint")
 async def proxy(name: str, path: str, request: Request, dispatcher: DispatcherDep) -> Response:
     upstream = await dispatcher.open(
-        name, path, content=await request.body(), headers=request.headers, query=request.url.query
+        name, path, content=await request.body(), headers=request.headers, query=request.url.query,
+        method=request.method,
     )
     if upstream.content_type.startswith("text/event-stream"):
         # the background close also runs when the client goes away mid-stream: the model is released

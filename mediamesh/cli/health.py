@@ -47,7 +47,7 @@ def _fetch_memory(client: GatewayClient) -> dict[str, int]:
         report = client.models()
     except GatewayError:
         return {}
-    return {m.name: m.reserved_bytes or (m.footprint_bytes or 0) for m in report.models}
+    return {m.id: m.reserved_bytes or (m.footprint_bytes or 0) for m in report.data}
 
 
 def render(report: HealthReport, memory: dict[str, int], latency_ms: float) -> Table:

@@ -16,14 +16,17 @@ from shared.schemas.blip2 import (
     AnalyzeImageResponse,
     LabelClusterRequest,
     LabelClusterResponse,
+    ScoreOptionsRequest,
+    ScoreOptionsResponse,
     VqaRequest,
     VqaResponse,
 )
+from shared.schemas.common import LabelScore
 
 router = TaskRouter(tags=["blip2"])
 
 
-def decode_image(model: Blip2Model, body: AnalyzeImageRequest | VqaRequest) -> Image.Image:
+def decode_image(model: Blip2Model, body: AnalyzeImageRequest | VqaRequest | ScoreOptionsRequest) -> Image.Image:
     return decode_image_base64(body.image, max_pixels=model.settings.max_image_pixels, name="image")
 
 
@@ -54,6 +57,14 @@ def answer_question(model: Blip2Model, body: VqaRequest, image: Image.Image) -> 
     return model.generate([image], f"Question: {body.question} Answer:")[0]
 
 
+def score_answers(model: Blip2Model, body: ScoreOptionsRequest, image: Image.Image) -> ScoreOptionsResponse:
+    prompt = f"Question: {body.question} Answer:"
+    probs = model.score_options([image], prompt, body.options)[0]
+    ranked = sorted(zip(body.options, probs, strict=True), key=lambda item: -item[1])
+    answer = model.generate([image], prompt)[0].text if body.answer else None
+    return ScoreOptionsResponse(scores=[LabelScore(label=o, score=p) for o, p in ranked], answer=answer)
+
+
 def name_cluster(model: Blip2Model, body: LabelClusterRequest, images: list[Image.Image]) -> dict[str, object]:
     captions = [g.text for g in model.generate(images, analysis.CAPTION_PROMPT)]
     subjects = [g.text for g in model.generate(images, "Question: What is the main subject of this picture? Answer:")]
@@ -78,6 +89,13 @@ def analyze_image(model: Blip2Model, body: AnalyzeImageRequest, result: dict[str
 def vqa(model: Blip2Model, body: VqaRequest, answer: Generated) -> VqaResponse:
     """A short answer to a question about one image."""
     return VqaResponse(answer=answer.text)
+
+
+@router.task("/v1/score-options", decode=decode_image, predict=score_answers)
+def score_options(model: Blip2Model, body: ScoreOptionsRequest, result: ScoreOptionsResponse) -> ScoreOptionsResponse:
+    """A probability over `options` as answers to `question` (each option's mean token log-likelihood,
+    softmaxed), and with `answer: true` the free-text answer too."""
+    return result
 
 
 @router.task("/v1/label-cluster", decode=decode_images, predict=name_cluster, aliases=["/label-cluster"])

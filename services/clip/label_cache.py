@@ -1,4 +1,4 @@
-"""LRU cache of label-prompt text embeddings, keyed by (labels, template)."""
+"""LRU cache of label-prompt text embeddings, keyed by (labels, each label's templates)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-LabelKey = tuple[tuple[str, ...], str]
+LabelKey = tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]
 
 
 class LabelEmbeddingCache:

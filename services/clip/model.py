@@ -100,12 +100,16 @@ class ClipModel(ServedModel):
             return _normalised(model.get_image_features(pixel_values=pixels).pooler_output)
 
     def label_embeddings(self, key: LabelKey) -> np.ndarray:
-        """The prompts' text embeddings, from the LRU cache when this (labels, template) was seen before."""
+        """Per label, the normalised mean of its prompts' text embeddings (a prompt ensemble, as in
+        CLIP's ImageNet evaluation); from the LRU cache when these labels and templates were seen before."""
         cached = self.label_cache.get(key)
         if cached is not None:
             return cached
-        labels, template = key
-        embeddings = np.stack(self.embed_texts([template.replace("{}", label) for label in labels]))
+        labels, templates = key
+        texts = [t.replace("{}", label) for label, ts in zip(labels, templates, strict=True) for t in ts]
+        vectors = iter(self.embed_texts(texts))
+        means = [np.mean([next(vectors) for _ in ts], axis=0) for ts in templates]
+        embeddings = np.stack([m / max(float(np.linalg.norm(m)), 1e-12) for m in means])
         self.label_cache.put(key, embeddings)
         return embeddings
 

@@ -33,28 +33,33 @@ def texts(model: ClipModel, body: TextEmbedRequest) -> list[str]:
     return body.texts
 
 
-def check_labels(labels: list[str], template: str) -> LabelKey:
-    if "{}" not in template:
-        raise BadInput(f"template {template!r} has no '{{}}' where the label goes, e.g. 'a photo of a {{}}.'")
-    cleaned = [label.strip() for label in labels]
+def check_labels(body: ZeroShotRequest) -> LabelKey:
+    prompts = body.prompts()
+    missing = sorted({t for templates in prompts for t in templates if "{}" not in t})
+    if missing:
+        raise BadInput(f"template(s) {missing} have no '{{}}' where the label goes, e.g. 'a photo of a {{}}.'")
+    unknown = sorted(set(body.label_templates) - set(body.labels))
+    if unknown:
+        raise BadInput(f"label_templates name label(s) {unknown} that are not in labels")
+    cleaned = [label.strip() for label in body.labels]
     empty = [i for i, label in enumerate(cleaned) if not label]
     if empty:
         raise BadInput(f"labels {empty} are empty; every label needs some text")
     if len(set(cleaned)) != len(cleaned):
         raise BadInput("labels contain duplicates; each label may appear once")
-    return tuple(cleaned), template
+    return tuple(cleaned), tuple(tuple(templates) for templates in prompts)
 
 
 def zero_shot_inputs(model: ClipModel, body: ZeroShotRequest) -> list[ImagePayload]:
-    check_labels(body.labels, body.template)  # a 422 before any image is embedded
+    check_labels(body)  # a 422 before any image is embedded
     return image_payloads(model, body)
 
 
 def zero_shot_scores(
     model: ClipModel, body: ZeroShotRequest, images: list[np.ndarray]
 ) -> tuple[LabelKey, np.ndarray]:
-    """Softmax over the label prompts, per image; the prompts' embeddings are cached."""
-    key = check_labels(body.labels, body.template)
+    """Softmax over the labels' prompt embeddings (each the mean over its templates), per image; cached."""
+    key = check_labels(body)
     prompts = model.label_embeddings(key).astype(np.float64)
     logits = model.logit_scale * np.stack(images).astype(np.float64) @ prompts.T
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -79,7 +84,8 @@ def embed_text(model: ClipModel, body: TextEmbedRequest, vectors: list[np.ndarra
 
 @router.task("/v1/zero-shot", decode=zero_shot_inputs, batch=IMAGES, predict=zero_shot_scores)
 def zero_shot(model: ClipModel, body: ZeroShotRequest, scores: tuple[LabelKey, np.ndarray]) -> ZeroShotResponse:
-    """Softmax over `template` filled with each label, per image; label prompts are cached."""
+    """Softmax over the labels, each prompted by `template` or the ensemble `templates` (or its own
+    `label_templates`): a label's text embedding is the normalised mean over its prompts."""
     (labels, _), probs = scores
     results = [ZeroShotResult(scores=[LabelScore(label=labels[i], score=float(row[i]))
                                       for i in np.argsort(-row, kind="stable")]) for row in probs]

@@ -87,6 +87,9 @@ async def stream(
         finally:
             cancelled.set()
         yield _chunk(cid, created, name, Delta(), done.finish_reason)
+        if body.stream_options is not None and body.stream_options.include_usage:
+            usage = ChatCompletionChunk(id=cid, created=created, model=name, choices=[], usage=usage_of(done))
+            yield f"data: {usage.model_dump_json()}\n\n"
         yield "data: [DONE]\n\n"
 
 
@@ -99,9 +102,13 @@ def chat_answer(model: LlmModel, body: ChatCompletionRequest, done: Completion) 
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=body.model or model.settings.name,
         choices=[Choice(message=AssistantMessage(content=done.text), finish_reason=done.finish_reason)],  # type: ignore[arg-type]
-        usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-                    total_tokens=done.prompt_tokens + done.completion_tokens),
+        usage=usage_of(done),
     )
+
+
+def usage_of(done: Completion) -> Usage:
+    return Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                 total_tokens=done.prompt_tokens + done.completion_tokens)
 
 
 CHAT = Task(decode=prepare, predict=chat_complete, encode=chat_answer)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ class DecodeOptions:
     word_timestamps: bool = False
     initial_prompt: str | None = None
     temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES
+    task: Literal["transcribe", "translate"] = "transcribe"  # translate: any language → English text
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class FasterWhisperBackend:
             word_timestamps=options.word_timestamps,
             initial_prompt=options.initial_prompt,
             temperature=list(options.temperature) if isinstance(options.temperature, tuple) else options.temperature,
+            task=options.task,
         )
         return TranscriptionResult(
             language=info.language,
@@ -141,6 +143,7 @@ class OpenAIWhisperBackend:
             word_timestamps=options.word_timestamps,
             initial_prompt=options.initial_prompt,
             temperature=options.temperature,
+            task=options.task,
             fp16=self.fp16,
             verbose=None,
         )

@@ -39,7 +39,8 @@ def openai_json(transcript: TranscriptionResult) -> OpenAITranscription:
 
 
 def openai_verbose(
-    transcript: TranscriptionResult, *, duration_s: float, with_segments: bool, with_words: bool
+    transcript: TranscriptionResult, *, task: str = "transcribe", duration_s: float, with_segments: bool,
+    with_words: bool,
 ) -> OpenAIVerboseTranscription:
     segments = [_openai_segment(s) for s in transcript.segments] if with_segments else None
     words = None
@@ -47,7 +48,7 @@ def openai_verbose(
         words = [OpenAIWord(word=w.word.strip(), start=w.start, end=w.end)
                  for s in transcript.segments for w in s.words or []]
     return OpenAIVerboseTranscription(
-        language=language_name(transcript.language), duration=round(duration_s, 3), text=transcript.text,
+        task=task, language=language_name(transcript.language), duration=round(duration_s, 3), text=transcript.text,
         segments=segments, words=words,
     )
 

@@ -1,4 +1,5 @@
-"""Task routes: `POST /transcribe` (JSON with base64, or a multipart upload) and OpenAI's transcriptions."""
+"""Task routes: `POST /transcribe` (JSON with base64, or a multipart upload), OpenAI's transcriptions and
+translations."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from services.whisper.backends import DecodeOptions
 from services.whisper.transcription import OPENAI_TRANSCRIBE, TRANSCRIBE, AudioJob, decode_options
 from shared.http.errors import BadInput
 from shared.kit.service import LifecycleDep
@@ -116,7 +118,6 @@ async def openai_transcriptions(
     stream: Annotated[bool, Form()] = False,
 ) -> Response:
     """OpenAI-compatible: the official `openai` client's `audio.transcriptions.create` works unchanged."""
-    fmt = _response_format(response_format)
     if stream:
         raise BadInput("stream=true is not supported here; leave it out to get the whole transcript at once")
     granularities = _granularities(timestamp_granularities)
@@ -124,8 +125,29 @@ async def openai_transcriptions(
         lifecycle.model.settings.beam_size, language=language, word_level="word" in granularities,
         prompt=prompt, temperature=temperature,
     )
-    job = AudioJob(await file.read(), options, name=file.filename or "file", response_format=fmt,
-                   granularities=frozenset(granularities))
+    return await _openai_job(lifecycle, file, options, response_format, granularities)
+
+
+@router.post("/v1/audio/translations", response_model=None)
+async def openai_translations(
+    lifecycle: LifecycleDep,
+    file: Annotated[UploadFile, File(description="Audio or video file in any language the model knows.")],
+    model: Annotated[str, Form(description="Accepted for compatibility; this service runs its loaded model.")] = "",
+    prompt: Annotated[str | None, Form(max_length=2000)] = None,
+    temperature: Annotated[float | None, Form()] = None,
+    response_format: Annotated[str, Form()] = "json",
+) -> Response:
+    """OpenAI-compatible: Whisper's translate task, speech in any language → English text."""
+    options = decode_options(lifecycle.model.settings.beam_size, language=None, word_level=False, prompt=prompt,
+                             temperature=temperature, translate=True)
+    return await _openai_job(lifecycle, file, options, response_format, set())
+
+
+async def _openai_job(
+    lifecycle: LifecycleDep, file: UploadFile, options: DecodeOptions, response_format: str, granularities: set[str]
+) -> Response:
+    job = AudioJob(await file.read(), options, name=file.filename or "file",
+                   response_format=_response_format(response_format), granularities=frozenset(granularities))
     answer: Response = await OPENAI_TRANSCRIBE.run(lifecycle, job)
     return answer
 

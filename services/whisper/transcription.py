@@ -54,11 +54,11 @@ def parse_temperature(temperature: float | None) -> float | tuple[float, ...]:
 
 def decode_options(
     settings_beam_size: int, *, language: str | None, word_level: bool, prompt: str | None,
-    beam_size: int | None = None, temperature: float | None = None,
+    beam_size: int | None = None, temperature: float | None = None, translate: bool = False,
 ) -> DecodeOptions:
     options = DecodeOptions(
         language=parse_language(language), beam_size=beam_size or settings_beam_size,
-        word_timestamps=word_level, initial_prompt=prompt or None,
+        word_timestamps=word_level, initial_prompt=prompt or None, task="translate" if translate else "transcribe",
     )
     return replace(options, temperature=parse_temperature(temperature))
 
@@ -95,7 +95,7 @@ def encode_openai(model: WhisperModel, job: AudioJob, heard: Heard) -> Response:
         case ResponseFormat.vtt:
             return PlainTextResponse(formats.vtt(result), media_type="text/vtt")
     verbose = formats.openai_verbose(
-        result, duration_s=heard.audio.duration_s,
+        result, task=job.options.task, duration_s=heard.audio.duration_s,
         with_segments="segment" in job.granularities or not job.granularities, with_words="word" in job.granularities,
     )
     return JSONResponse(verbose.model_dump(exclude_none=True))

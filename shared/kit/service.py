@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from shared.config import ServiceSettings
-from shared.http.errors import install_error_handlers
+from shared.http.errors import declare_error_responses, install_error_handlers
 from shared.http.metrics import ServiceMetrics
 from shared.http.size_limit import RequestSizeLimit
 from shared.kit.lifecycle import ModelLifecycle
@@ -38,7 +38,7 @@ def contract_router() -> APIRouter:
     async def health(lifecycle: LifecycleDep) -> Health:
         return Health(service=lifecycle.name, state=lifecycle.state)
 
-    @router.get("/ready")
+    @router.get("/ready", responses={503: {"model": Health, "description": "The model is not loaded."}})
     async def ready(lifecycle: LifecycleDep, response: Response) -> Health:
         if lifecycle.state is not ModelState.loaded:
             response.status_code = 503
@@ -93,6 +93,7 @@ def create_service_app(
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
     install_error_handlers(app)
+    declare_error_responses(app)
     metrics.install(app)
     app.include_router(contract_router())
     for router in routers:

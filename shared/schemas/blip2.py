@@ -1,4 +1,4 @@
-"""blip2 service: `POST /analyze-image`, `POST /v1/vqa`, `POST /label-cluster`."""
+"""blip2 service: `POST /analyze-image`, `POST /v1/vqa`, `POST /v1/score-options`, `POST /label-cluster`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from shared.schemas.common import TimedResponse
+from shared.schemas.common import LabelScore, TimedResponse
 
 AnalysisTask = Literal["caption", "scene", "objects", "colors"]
 ALL_TASKS: list[AnalysisTask] = ["caption", "scene", "objects", "colors"]
@@ -51,6 +51,24 @@ class VqaRequest(BaseModel):
 
 class VqaResponse(TimedResponse):
     answer: str
+
+
+class ScoreOptionsRequest(VqaRequest):
+    options: list[str] = Field(min_length=2, max_length=50, description="The candidate answers to rank.")
+    answer: bool = Field(default=False, description="Also generate the free-text answer (the model's reasoning).")
+
+    @field_validator("options")
+    @classmethod
+    def _distinct(cls, options: list[str]) -> list[str]:
+        cleaned = [option.strip() for option in options]
+        if not all(cleaned) or len(set(cleaned)) != len(cleaned):
+            raise ValueError(f"options must be distinct and not blank; got {options}")
+        return cleaned
+
+
+class ScoreOptionsResponse(TimedResponse):
+    scores: list[LabelScore] = Field(description="Probability of each option as the answer, highest first.")
+    answer: str | None = None
 
 
 class LabelClusterRequest(BaseModel):

@@ -27,6 +27,15 @@ class ZeroShotRequest(BaseModel):
     images: list[str] = Field(min_length=1, max_length=64)
     labels: list[str] = Field(min_length=2, max_length=1000)
     template: str = Field(DEFAULT_TEMPLATE, description="Prompt template; `{}` is replaced by the label.")
+    templates: list[str] = Field(default_factory=list, max_length=100,
+        description="A prompt ensemble: each label's text embedding is the mean over these (replaces `template`).")
+    label_templates: dict[str, list[str]] = Field(default_factory=dict,
+        description="Per label, its own templates (an ensemble too), instead of the shared ones.")
+
+    def prompts(self) -> list[list[str]]:
+        """Per label, in `labels` order, its templates."""
+        shared = self.templates or [self.template]
+        return [self.label_templates.get(label) or shared for label in self.labels]
 
 
 class ZeroShotResult(BaseModel):

@@ -1,4 +1,5 @@
-"""The gateway's own shapes: `/v1/models` (like `ollama ps`), `/v1/classify` with its trace, `/v1/health`."""
+"""The gateway's own shapes: `/v1/models` (OpenAI's list, with what `ollama ps` shows), `/v1/classify` with its
+trace, `/v1/health`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ class SlotState(StrEnum):
 
 
 class ModelStatus(BaseModel):
-    name: str
+    """One entry of OpenAI's model list (`id`, `object`, `created`, `owned_by`) plus its residency."""
+
+    id: str = Field(description="The service's name; OpenAI requests name it (or an alias) as `model`.")
+    object: Literal["model"] = "model"
+    created: int = Field(default=0, description="Unix time the model was last loaded; 0 if never.")
+    owned_by: str = "mediamesh"
+    aliases: list[str] = Field(default_factory=list, description="Other `model` names that reach this service.")
     kind: str
     url: str
     state: SlotState
@@ -39,10 +46,13 @@ class ModelStatus(BaseModel):
 
 
 class ModelsReport(BaseModel):
+    """OpenAI's `GET /v1/models` list; the budget fields are mediamesh's own."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelStatus]
     budget_bytes: int = Field(description="Usable budget: configured budget minus headroom.")
     reserved_bytes: int
     free_bytes: int
-    models: list[ModelStatus]
 
 
 class ClassifyRequest(BaseModel):
@@ -58,14 +68,16 @@ class StageTrace(BaseModel):
     stage: str
     service: str
     status: Literal["ok", "failed"]
-    top_k: list[LabelScore] = Field(default_factory=list, description="This stage's own scores.")
+    top_k: list[LabelScore] = Field(default_factory=list,
+        description="This stage's own raw scores over every candidate it was offered.")
     fused: list[LabelScore] = Field(default_factory=list, description="Scores fused over the stages so far.")
     ms: float
     answer: str | None = Field(default=None, description="Free-text answer (blip2 VQA), when the stage gives one.")
     entropy: float | None = None
     error: str | None = None
-    decision: Literal["escalate", "stop", "final"] = "final"
+    decision: Literal["escalate", "jump", "stop", "final"] = "final"
     reason: str = ""
+    temperature: float = Field(default=1.0, description="Applied to `top_k` (the raw scores) before fusion.")
 
 
 class CascadeTrace(BaseModel):
@@ -73,11 +85,13 @@ class CascadeTrace(BaseModel):
     stages: list[StageTrace]
     degraded: bool = Field(default=False, description="A later stage was down; the answer is the last good stage's.")
     total_ms: float
+    rule: str = Field(default="top-1", description="The decision rule that gave the answer (or sent it to review).")
 
 
 class ClassifyResponse(BaseModel):
-    label: str
+    label: str | None = Field(description="None when the decision is `review`: `top_k` holds the candidates.")
     confidence: float
+    decision: Literal["answer", "review"] = "answer"
     top_k: list[LabelScore]
     variant: str
     request_id: str

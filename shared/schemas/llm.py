@@ -118,8 +118,12 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = Field(default=False, description="A last chunk with `usage` and no choices.")
+
+
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # accept the client's other options (user, stream_options, ...)
+    model_config = ConfigDict(extra="ignore")  # accept the client's other options (user, seed, ...)
 
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
@@ -129,6 +133,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
     stop: str | list[str] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1, description="Only one choice per request.")
     response_format: ResponseFormat | None = None
 
@@ -181,3 +186,55 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
+    usage: Usage | None = Field(default=None, description="Only on the last chunk, with stream_options.include_usage.")
+
+
+# --- OpenAI-compatible (legacy) text completions: the prompt is continued, no chat template ---
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # the client's other options (user, seed, ...) are accepted
+
+    model: str | None = None
+    prompt: str | list[str] = Field(description="One prompt (a list of exactly one string is accepted too).")
+    max_tokens: int = Field(default=16, ge=1, description="OpenAI's default for completions is 16.")
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    stop: str | list[str] | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice per request.")
+    stream: Literal[False] = Field(default=False, description="Streaming is offered on chat completions only.")
+    echo: bool = Field(default=False, description="Put the prompt in front of the completion.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        prompts = [value] if isinstance(value, str) else value
+        if len(prompts) != 1:
+            raise ValueError(f"send one prompt per request (got {len(prompts)})")
+        if not prompts[0].strip():
+            raise ValueError("prompt is blank; send the text the model should continue")
+        return value
+
+    def text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: Literal["stop", "length"]
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage

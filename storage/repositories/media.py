@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -29,6 +29,7 @@ from storage.models import (
     Transcript,
     VideoFrame,
 )
+from storage.search import Filters
 
 _RESULTS = (Media.classification, Media.embedding, Media.analysis, Media.transcript, Media.json_document)
 
@@ -63,6 +64,22 @@ class ImageResults:
     classification: ClassifyResponse | None = None
     embedding: tuple[str, list[float]] | None = None
     analysis: AnalyzeImageResponse | None = None
+
+
+@dataclass(frozen=True)
+class MediaSummary:
+    """One row of the library listing: the item with its label and caption, when it has them."""
+
+    media: Media
+    label: str | None
+    confidence: float | None
+    caption: str | None
+
+
+@dataclass(frozen=True)
+class MediaPage:
+    items: list[MediaSummary]
+    total: int
 
 
 class MediaRepository:
@@ -122,6 +139,29 @@ class MediaRepository:
                                      .order_by(VideoFrame.t)).all()
             jobs = session.scalars(select(Job).where(Job.media_id == media_id).order_by(Job.created_at)).all()
             return MediaRecord(media, list(frames), list(jobs))
+
+    def page(self, filters: Filters, *, limit: int, offset: int) -> MediaPage:
+        """Uploaded items (not video frames), newest first, filtered, one page of them and how many match."""
+        columns: tuple[Any, ...] = (Media, Classification.label, Classification.confidence, ImageAnalysis.caption)
+        query = filters.apply(
+            select(*columns)
+            .outerjoin(Classification, Classification.media_id == Media.id)
+            .outerjoin(ImageAnalysis, ImageAnalysis.media_id == Media.id)
+            .where(Media.parent_id.is_(None)))
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.execute(query.order_by(Media.created_at.desc(), Media.id).limit(limit).offset(offset))
+            return MediaPage([MediaSummary(*row) for row in rows], total)
+
+    def poster(self, media: Media) -> Media | None:
+        """The image that stands for an item: itself for an image, a video's first sampled frame, else None."""
+        if media.kind == "image":
+            return media
+        if media.kind != "video":
+            return None
+        with self.db.session() as session:
+            return session.scalars(select(Media).join(VideoFrame, VideoFrame.frame_media_id == Media.id)
+                                   .where(VideoFrame.media_id == media.id).order_by(VideoFrame.t).limit(1)).first()
 
     def sha256s(self, media_ids: Sequence[str]) -> list[str]:
         """The content hashes of these items, in the order asked (unknown ids are left out)."""

@@ -133,3 +133,20 @@ def test_quantization_without_cuda_is_a_clear_error(tmp_path: Path, tiny_model: 
         assert answer.status_code == 503
         assert "needs a CUDA GPU" in answer.json()["detail"] and "BLIP2_QUANTIZATION=none" in answer.json()["detail"]
         assert c.get("/health").json()["state"] == "error"
+
+
+def test_score_options_is_a_distribution_over_the_options_with_the_free_text_answer(client: httpx.Client) -> None:
+    body = {"image": png_b64(), "question": "What colour is it?", "options": ["red", "blue", "green"]}
+    answer = client.post("/v1/score-options", json={**body, "answer": True}).json()
+    assert sorted(s["label"] for s in answer["scores"]) == ["blue", "green", "red"]
+    assert sum(s["score"] for s in answer["scores"]) == pytest.approx(1.0)
+    assert [s["score"] for s in answer["scores"]] == sorted((s["score"] for s in answer["scores"]), reverse=True)
+    assert isinstance(answer["answer"], str)
+    # a softmax over a subset of the options is the renormalised restriction (what calibration replays)
+    pair = client.post("/v1/score-options", json={**body, "options": ["red", "blue"]}).json()
+    full = {s["label"]: s["score"] for s in answer["scores"]}
+    assert {s["label"]: s["score"] for s in pair["scores"]} == pytest.approx(
+        {k: full[k] / (full["red"] + full["blue"]) for k in ("red", "blue")}, abs=1e-4)
+    assert pair["answer"] is None
+    dup = client.post("/v1/score-options", json={**body, "options": ["red", "red"]})
+    assert dup.status_code == 422 and "distinct" in json.dumps(dup.json())

@@ -52,9 +52,11 @@ def create_fake_gateway() -> FastAPI:
 
     @app.get("/v1/models")
     def models() -> dict[str, object]:
-        return {"budget_bytes": 6 * 2**30, "reserved_bytes": 100 * 2**20, "free_bytes": 6 * 2**30 - 100 * 2**20,
-                "models": [{"name": "cnn", "kind": "cnn", "url": "http://127.0.0.1:8004", "state": "loaded",
-                            "reserved_bytes": 100 * 2**20, "estimated_bytes": 90 * 2**20}]}
+        return {"object": "list", "budget_bytes": 6 * 2**30, "reserved_bytes": 100 * 2**20,
+                "free_bytes": 6 * 2**30 - 100 * 2**20,
+                "data": [{"id": "cnn", "object": "model", "created": 0, "owned_by": "mediamesh", "kind": "cnn",
+                          "url": "http://127.0.0.1:8004", "state": "loaded", "reserved_bytes": 100 * 2**20,
+                          "estimated_bytes": 90 * 2**20}]}
 
     return app
 

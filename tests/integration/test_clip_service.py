@@ -133,6 +133,26 @@ def test_zero_shot_matches_embeddings_and_caches_label_prompts(client: httpx.Cli
     assert 'mediamesh_clip_label_cache_lookups_total{result="hit"}' in client.get("/metrics").text
 
 
+def test_prompt_ensembles_average_each_labels_prompt_embeddings(client: httpx.Client) -> None:
+    templates = ["a photo of a {}.", "a drawing of a {}."]
+    body = {"images": IMAGES[:1], "labels": LABELS, "templates": templates,
+            "label_templates": {LABELS[0]: ["a close-up of a {}."]}}
+    answer = client.post("/v1/zero-shot", json=body).json()["results"][0]["scores"]
+    scale = client.get("/v1/model").json()["details"]["logit_scale"]
+    image = embed(client, "image", IMAGES[:1])[0]
+    prompts = []
+    for label in LABELS:
+        own = body["label_templates"].get(label, templates)
+        mean = embed(client, "text", [t.replace("{}", label) for t in own]).mean(axis=0)
+        prompts.append(mean / np.linalg.norm(mean))
+    logits = scale * np.array(prompts) @ image
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    got = np.array([{s["label"]: s["score"] for s in answer}[label] for label in LABELS])
+    assert np.abs(got - expected).max() < 1e-5
+    bad = client.post("/v1/zero-shot", json={**body, "label_templates": {"nope": ["a {}"]}})
+    assert bad.status_code == 422 and "not in labels" in bad.json()["detail"]
+
+
 def test_label_cache_is_keyed_by_template_and_bounded(client: httpx.Client) -> None:
     client.post("/v1/model/unload")  # unload empties the cache: embeddings belong to the loaded weights
     client.post("/v1/model/load")

@@ -2,7 +2,7 @@
 
 The stand-ins are kit services (so the gateway loads them through the budget) whose answers
 depend on the image's colour: a green image is a confident cat, a red one is uncertain (the
-cnn says cat 0.6, clip says dog, blip2 says fox).
+cnn says cat 0.6, clip says dog, blip2 scores fox highest). `blip2` is down; `blip2b` is up.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image
 
 from shared.imaging import decode_image_base64
 from shared.kit.service import LifecycleDep, create_service_app
-from shared.schemas.blip2 import VqaRequest, VqaResponse
+from shared.schemas.blip2 import ScoreOptionsRequest, ScoreOptionsResponse
 from shared.schemas.clip import ZeroShotRequest, ZeroShotResponse
 from shared.schemas.cnn import ClassifyRequest, CnnClassifyResponse
 from tests.support.linear_service import LinearModel, LinearSettings
@@ -29,6 +29,7 @@ from tests.support.processes import ServiceProcess
 stand_in = APIRouter()
 CNN = {"green": {"cat": 0.95, "dog": 0.04, "fox": 0.01}, "red": {"cat": 0.6, "dog": 0.3, "fox": 0.1}}
 CLIP = {"dog": 0.7, "cat": 0.2, "fox": 0.1}
+BLIP2 = {"fox": 0.6, "dog": 0.3, "cat": 0.1}
 
 
 def colour(image_b64: str) -> str:
@@ -53,10 +54,12 @@ async def clip(body: ZeroShotRequest, lifecycle: LifecycleDep) -> ZeroShotRespon
     return ZeroShotResponse.model_validate({"model": "clip", "processing_time_ms": 0.1, "results": results})
 
 
-@stand_in.post("/v1/vqa")
-async def vqa(body: VqaRequest, lifecycle: LifecycleDep) -> VqaResponse:
+@stand_in.post("/v1/score-options")
+async def score_options(body: ScoreOptionsRequest, lifecycle: LifecycleDep) -> ScoreOptionsResponse:
     async with lifecycle.use():
-        return VqaResponse(answer="I see a fox", processing_time_ms=0.1)
+        total = sum(BLIP2[o] for o in body.options)
+        scores = sorted(({"label": o, "score": BLIP2[o] / total} for o in body.options), key=lambda s: -s["score"])
+    return ScoreOptionsResponse.model_validate({"scores": scores, "answer": "I see a fox" if body.answer else None})
 
 
 def stand_in_app() -> FastAPI:
@@ -77,8 +80,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
     logs = tmp_path_factory.mktemp("cascade")
     procs = {name: ServiceProcess("tests.integration.test_gateway_cascade:stand_in_app",
                                   {"LINEAR_NAME": name, "LINEAR_MODEL_PATH": str(logs)}, logs / f"{name}.log")
-             for name in ("cnn", "clip")}
-    registry = {name: {"url": p.url, "kind": name} for name, p in procs.items()}
+             for name in ("cnn", "clip", "blip2b")}
+    registry = {name: {"url": p.url, "kind": name.rstrip("b")} for name, p in procs.items()}
     registry["blip2"] = {"url": "http://127.0.0.1:9", "kind": "blip2"}  # down
     started = [p.start() for p in procs.values()]
     env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry),
@@ -152,28 +155,74 @@ def test_bad_config_is_refused_and_nothing_changes(gw: httpx.Client) -> None:
     assert gw.get("/v1/cascade/config").json() == before
 
 
-def test_calibrate_command_picks_and_applies_a_threshold(gw: httpx.Client, gateway: ServiceProcess,
-                                                         tmp_path: Path) -> None:
+ZONES = {"stages": [
+    {"kind": "cnn", "service": "cnn", "weight": 0.4, "escalate": {"threshold": 0.9, "jump_below": 0.7}},
+    {"kind": "clip", "service": "clip", "weight": 0.6, "escalate": {"threshold": 0.5}},
+    {"kind": "blip2", "service": "blip2b", "weight": 1.0, "top_k": 3}], "labels": ["cat", "dog", "fox"]}
+
+
+def test_below_low_jumps_to_the_last_stage_which_scores_the_candidates(gw: httpx.Client) -> None:
+    assert gw.put("/v1/cascade/config", json={"variants": {"a": ZONES}}).status_code == 200
+    answer = gw.post("/v1/classify", json={"image": RED}).json()
+    stages = answer["trace"]["stages"]
+    assert [(s["service"], s["decision"]) for s in stages] == [("cnn", "jump"), ("blip2b", "final")]
+    assert "0.600 < jump_below 0.700" in stages[0]["reason"] and stages[1]["answer"] == "I see a fox"
+    # fused (0.4 cnn + 1.0 blip2) / 1.4: fox (0.04 + 0.6) / 1.4 = 0.457, dog 0.3, cat 0.243
+    assert answer["label"] == "fox" and answer["confidence"] == pytest.approx(0.64 / 1.4, abs=1e-6)
+    assert answer["decision"] == "answer" and answer["trace"]["rule"] == "top-1"
+    green = gw.post("/v1/classify", json={"image": GREEN}).json()  # 0.95 >= high: returns at once
+    assert [s["decision"] for s in green["trace"]["stages"]] == ["stop"] and green["label"] == "cat"
+
+
+def test_decision_policy_answers_review_with_the_candidates(gw: httpx.Client) -> None:
+    review = {**ZONES, "decision": {"class_thresholds": {"fox": 0.5}, "review_thresholds": {"fox": 0.4}}}
+    assert gw.put("/v1/cascade/config", json={"variants": {"a": review}}).status_code == 200
+    answer = gw.post("/v1/classify", json={"image": RED}).json()
+    assert answer["label"] is None and answer["decision"] == "review"
+    assert "p('fox') 0.457 in review band [0.400, 0.500)" == answer["trace"]["rule"]
+    assert [s["label"] for s in answer["top_k"]] == ["fox", "dog", "cat"]
+
+
+@pytest.mark.parametrize(("change", "phrase"), [
+    ({"stages": [{**ZONES["stages"][0], "escalate": {"threshold": 0.5, "jump_below": 0.7}}, *ZONES["stages"][1:]]},
+     "thresholds out of order"),
+    ({"decision": {"class_thresholds": {"pit": 0.2}}}, "unknown label(s) ['pit']"),
+    ({"last_stage": "nowhere"}, "last_stage 'nowhere' is not a later stage"),
+    ({"stages": [{**ZONES["stages"][0], "temperature": 0}, *ZONES["stages"][1:]]}, "greater than 0"),
+])
+def test_bad_routing_and_decision_configs_are_422_and_change_nothing(gw: httpx.Client, change: dict,
+                                                                     phrase: str) -> None:
+    before = gw.get("/v1/cascade/config").json()
+    bad = gw.put("/v1/cascade/config", json={"variants": {"a": {**ZONES, **change}}})
+    assert bad.status_code == 422 and phrase in json.dumps(bad.json())
+    assert gw.get("/v1/cascade/config").json() == before
+
+
+def test_calibrate_replays_the_cascade_tunes_confirms_and_applies(gw: httpx.Client, gateway: ServiceProcess,
+                                                                  tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from mediamesh.cli.main import app
 
-    gw.put("/v1/cascade/config", json={})  # back to the default three-stage cascade
-    for label, rgb, count in (("cat", (0, 200, 0), 3), ("dog", (200, 0, 0), 2)):
+    assert gw.put("/v1/cascade/config", json={"variants": {"a": ZONES}}).status_code == 200
+    for label, rgb in (("cat", (0, 200, 0)), ("dog", (200, 0, 0))):
         (tmp_path / "val" / label).mkdir(parents=True)
-        for i in range(count):
+        for i in range(10):
             (tmp_path / "val" / label / f"{i}.png").write_bytes(png((rgb[0], rgb[1] + i, i)))
-    result = CliRunner().invoke(app, ["calibrate", str(tmp_path / "val"), "--target", "recall:dog>=0.99",
-                                      "--url", gateway.url, "--out", str(tmp_path / "out"), "--apply"])
+    args = ["calibrate", str(tmp_path / "val"), "--target", "recall:dog>=0.99", "--target", "escalation<=0.5",
+            "--target", "review<=0.05", "--steps", "10", "--url", gateway.url, "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--apply"])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "out" / "calibration.json").read_text())
-    # the cnn calls the red dogs "cat" at 0.6: recovering them needs a threshold above 0.6
-    assert saved["chosen"]["threshold"] == pytest.approx(0.61) and saved["chosen"]["escalation"] == 0.4
-    assert saved["chosen"]["recall"] == {"cat": 1.0, "dog": 1.0}
-    assert "threshold,accuracy,escalation,recall:cat,recall:dog" in (tmp_path / "out" / "curve.csv").read_text()
-    applied = gw.get("/v1/cascade/config").json()["variants"]["a"]["stages"][0]["escalate"]
-    assert applied["threshold"] == pytest.approx(0.61)
-    unmet = CliRunner().invoke(app, ["calibrate", str(tmp_path / "val"), "--target", "escalation<=0.1",
-                                     "--target", "accuracy>=0.9", "--url", gateway.url,
-                                     "--out", str(tmp_path / "out2")])
-    assert unmet.exit_code == 1 and "no threshold meets" in unmet.output
+    assert saved["tuned_on"]["images"] == 14 and saved["held_out"]["images"] == 6
+    assert saved["held_out"]["met"] and saved["held_out"]["recall"]["dog"] == 1.0
+    # the red dogs must go on (the cnn calls them cat 0.6), the green cats may stop: half escalated
+    assert saved["held_out"]["escalation"] == 0.5 and "held out: 6 images" in result.output
+    applied = gw.get("/v1/cascade/config").json()["variants"]["a"]
+    assert applied == saved["variant"] and applied["stages"][2]["service"] == "blip2b"
+    assert gw.post("/v1/classify", json={"image": RED}).json()["label"] == "dog"
+    assert gw.post("/v1/classify", json={"image": GREEN}).json()["label"] == "cat"
+    assert gw.put("/v1/cascade/config", json={"variants": {"a": ZONES}}).status_code == 200  # no decision policy
+    unmet = CliRunner().invoke(app, [*args[:2], "--target", "escalation<=0.1", "--target", "accuracy>=0.9",
+                                     "--url", gateway.url, "--out", str(tmp_path / "out2")])
+    assert unmet.exit_code == 1 and "no setting meets" in unmet.output

@@ -99,6 +99,35 @@ def test_unknown_and_unreachable_services(gw: httpx.Client) -> None:
     assert gw.get("/v1/health").json()["status"] == "degraded"
 
 
+def test_get_is_forwarded_without_holding_the_model(gw: httpx.Client) -> None:
+    gw.post("/v1/models/echo/unload")
+    answer = gw.get("/v1/services/echo/v1/model")
+    assert answer.status_code == 200 and answer.json()["state"] == "unloaded"  # a GET runs no model: none loaded
+    assert next(m for m in gw.get("/v1/models").json()["data"] if m["id"] == "echo")["state"] == "unloaded"
+
+
+@pytest.mark.parametrize(("path", "status", "phrase"), [
+    ("%16abc", 400, "control characters"), ("v1/%00model", 400, "control characters"),
+    ("v1/%7f", 400, "control characters"), ("v1/%2e%2e/%2e%2e/admin", 400, "'..'"), ("%2e%2e/echo", 400, "'..'"),
+    ("echo%0d%0aX-Injected:%201", 404, "Not Found"),  # no route matches a line break: refused by the router
+])
+def test_control_characters_and_dot_segments_in_a_proxied_path_are_refused(
+    gw: httpx.Client, path: str, status: int, phrase: str
+) -> None:
+    for method in ("GET", "POST"):
+        answer = gw.request(method, f"/v1/services/echo/{path}", json={})
+        assert answer.status_code == status and phrase in answer.json()["detail"], answer.text
+    assert "x-injected" not in gw.post("/v1/services/echo/echo", json={}).headers
+
+
+def test_odd_but_printable_paths_are_encoded_and_passed_on(gw: httpx.Client) -> None:
+    for path in ("ech%20o", "%C3%A9cho", "echo%3Fstatus=201"):
+        answer = gw.post(f"/v1/services/echo/{path}", json={})
+        assert answer.status_code == 404 and answer.json() == {"detail": "Not Found"}  # the service's own 404
+    bad_name = gw.post("/v1/services/%16/echo", json={})
+    assert bad_name.status_code == 404 and "known services" in bad_name.json()["detail"]
+
+
 def test_server_sent_events_are_streamed_and_hold_the_model(gw: httpx.Client) -> None:
     arrivals = []
     with gw.stream("POST", "/v1/services/echo/v1/chat/completions", json={"stream": True}) as answer:
@@ -107,11 +136,11 @@ def test_server_sent_events_are_streamed_and_hold_the_model(gw: httpx.Client) ->
             if line.startswith("data: "):
                 arrivals.append(line)
                 if len(arrivals) == 1:
-                    models = gw.get("/v1/models").json()["models"]
-                    assert next(m for m in models if m["name"] == "echo")["in_flight"] == 1
+                    models = gw.get("/v1/models").json()["data"]
+                    assert next(m for m in models if m["id"] == "echo")["in_flight"] == 1
     assert arrivals[-1] == "data: [DONE]" and len(arrivals) == 4
-    models = gw.get("/v1/models").json()["models"]
-    assert next(m for m in models if m["name"] == "echo")["in_flight"] == 0
+    models = gw.get("/v1/models").json()["data"]
+    assert next(m for m in models if m["id"] == "echo")["in_flight"] == 0
 
 
 def test_oversized_upload_is_refused(gw: httpx.Client) -> None:

@@ -39,7 +39,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str]
 def test_cascade_runs_the_real_cnn_and_clip(gateway: ServiceProcess) -> None:
     image = encode_image_base64(Image.new("RGB", (80, 60), (30, 140, 200)), "JPEG")
     with httpx.Client(base_url=gateway.url, timeout=120) as gw:
-        assert {m["name"]: m["state"] for m in gw.get("/v1/models").json()["models"]} == {
+        assert {m["id"]: m["state"] for m in gw.get("/v1/models").json()["data"]} == {
             "cnn": "unloaded", "clip": "unloaded"}
         answer = gw.post("/v1/classify", json={"image": image, "mode": "always"})
         assert answer.status_code == 200, answer.text
@@ -49,7 +49,7 @@ def test_cascade_runs_the_real_cnn_and_clip(gateway: ServiceProcess) -> None:
         assert {s["label"] for s in stages[1]["top_k"]} <= LABELS and body["label"] in LABELS
         assert body["trace"]["degraded"] is True  # blip2 is not configured here: the last stage fails
         assert abs(sum(s["score"] for s in stages[1]["top_k"]) - 1) < 1e-3
-        models = {m["name"]: m for m in gw.get("/v1/models").json()["models"]}
+        models = {m["id"]: m for m in gw.get("/v1/models").json()["data"]}
         assert models["cnn"]["state"] == models["clip"]["state"] == "loaded"
         assert models["cnn"]["footprint_bytes"] > 0 and models["clip"]["footprint_bytes"] > 0
         embed = gw.post("/v1/services/clip/v1/embed/text", json={"texts": ["a cat"]})

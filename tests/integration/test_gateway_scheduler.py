@@ -65,7 +65,7 @@ def gw(mesh: dict[str, ServiceProcess]) -> Iterator[httpx.Client]:
 
 
 def states(client: httpx.Client) -> dict[str, str]:
-    return {m["name"]: m["state"] for m in client.get("/v1/models").json()["models"]}
+    return {m["id"]: m["state"] for m in client.get("/v1/models").json()["data"]}
 
 
 def wait_until(check: object, timeout_s: float = 10.0) -> None:
@@ -84,7 +84,7 @@ def test_loads_on_demand_and_reports_measured_footprint(gw: httpx.Client, mesh: 
     answer = predict(gw, "a", 4)
     assert answer.status_code == 200 and answer.json() == {"y": 9.0}
     report = gw.get("/v1/models").json()
-    a = next(m for m in report["models"] if m["name"] == "a")
+    a = next(m for m in report["data"] if m["id"] == "a")
     assert a["state"] == "loaded" and a["footprint_bytes"] >= 4 * MB and a["reserved_bytes"] == a["footprint_bytes"]
     assert a["in_flight"] == 0 and a["expires_at"] is not None
     assert report["reserved_bytes"] <= report["budget_bytes"] == 17 * MB
@@ -106,8 +106,8 @@ def test_evicts_least_recently_used_and_never_the_pinned(gw: httpx.Client, mesh:
 def test_in_flight_requests_are_never_cut_and_a_request_without_room_gets_503(gw: httpx.Client) -> None:
     with ThreadPoolExecutor(2) as pool:
         slow = [pool.submit(predict, gw, name, 2, 3.0) for name in "ab"]
-        wait_until(lambda: all(m["in_flight"] == 1 for m in gw.get("/v1/models").json()["models"]
-                               if m["name"] in "ab"))
+        wait_until(lambda: all(m["in_flight"] == 1 for m in gw.get("/v1/models").json()["data"]
+                               if m["id"] in "ab"))
         started = time.monotonic()
         refused = predict(gw, "c", 1)
         waited = time.monotonic() - started
@@ -144,7 +144,7 @@ def test_concurrent_requests_keep_the_budget(gw: httpx.Client) -> None:
 def test_a_client_that_gives_up_does_not_keep_the_model_busy(gw: httpx.Client) -> None:
     with pytest.raises(httpx.ReadTimeout):
         gw.post("/v1/services/a/v1/predict", json={"x": 1, "hold_s": 1.0}, timeout=0.3)
-    wait_until(lambda: all(m["in_flight"] == 0 for m in gw.get("/v1/models").json()["models"]), timeout_s=5)
+    wait_until(lambda: all(m["in_flight"] == 0 for m in gw.get("/v1/models").json()["data"]), timeout_s=5)
     assert gw.post("/v1/models/a/unload").json()["state"] == "unloaded"
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 from gateway.api.storage_install import install_storage, storage_lifespan
 from gateway.dispatch.dispatcher import UpstreamError
 from gateway.settings import GatewaySettings
-from shared.http.errors import install_error_handlers
+from shared.http.errors import declare_error_responses, install_error_handlers
 from tests.support.media_samples import COLORS
 
 DIM = 512
@@ -51,6 +51,7 @@ def nearest_color(rgb: tuple[float, float, float]) -> str:
 def create_app() -> FastAPI:
     app = FastAPI(title="fake gateway (test double)", lifespan=storage_lifespan)
     install_error_handlers(app)
+    declare_error_responses(app)
     app.state.fake = {"down": [], "delay_s": {}, "transcript": "the quarterly report is ready", "calls": {}}
     app.state.dispatcher = FakeDispatcher(app)
     app.state.settings = settings = GatewaySettings()
@@ -135,9 +136,13 @@ def _analyze(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _transcribe(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    """The configured transcript, one 2-second segment per sentence (". " ends one)."""
     text = app.state.fake["transcript"]
-    return {"model": "fake-whisper", "text": text, "language": "en", "duration_s": 1.0,
-            "segments": [{"id": 0, "start": 0.0, "end": 1.0, "text": text}], "processing_time_ms": 1.0}
+    sentences = text.split(". ")
+    segments = [{"id": i, "start": 2.0 * i, "end": 2.0 * i + 1.0, "text": sentence}
+                for i, sentence in enumerate(sentences)]
+    return {"model": "fake-whisper", "text": text, "language": "en", "duration_s": 2.0 * len(sentences) - 1.0,
+            "segments": segments, "processing_time_ms": 1.0}
 
 
 def _json_schema(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:

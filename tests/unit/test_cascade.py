@@ -5,20 +5,21 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.cascade.config import CascadeConfig, CascadeVariant, EscalationStrategy, StageConfig
 from gateway.cascade.engine import CascadeEngine
-from gateway.cascade.fusion import fuse, match_answer
 from gateway.cascade.store import CascadeStore, share_point
-from gateway.cascade.strategy import decide
-from mediamesh.calibration import Sample, Target, choose, curve, evaluate
+from shared.cascade.config import CascadeConfig, CascadeVariant, EscalationStrategy, StageConfig
+from shared.cascade.routing import decide
+from shared.cascade.scoring import fuse, match_answer
 from shared.http.errors import BadInput, Unavailable
 
 
 class FakeServices:
-    """cnn says cat 0.6 / dog 0.3 / fox 0.1; clip prefers dog; blip2 answers `vqa_answer`."""
+    """cnn says cat 0.6 / dog 0.3 / fox 0.1; clip prefers dog; blip2 scores `blip2` and answers `vqa_answer`."""
 
-    def __init__(self, vqa_answer: str = "it is a dog", down: set[str] | None = None) -> None:
+    def __init__(self, vqa_answer: str = "it is a dog", down: set[str] | None = None,
+                 blip2: dict[str, float] | None = None) -> None:
         self.vqa_answer = vqa_answer
+        self.blip2 = blip2 or {"dog": 0.8, "cat": 0.1, "fox": 0.1}
         self.down = down or set()
         self.calls: list[tuple[str, str, dict[str, object]]] = []
 
@@ -35,7 +36,10 @@ class FakeServices:
             scores = {"dog": 0.7, "cat": 0.2, "fox": 0.1}
             return {"model": "clip", "processing_time_ms": 1,
                     "results": [{"scores": [{"label": la, "score": scores[la]} for la in labels]}]}
-        return {"answer": self.vqa_answer, "processing_time_ms": 1}
+        options = payload["options"]
+        total = sum(self.blip2[o] for o in options)
+        scores = [{"label": o, "score": self.blip2[o] / total} for o in options]
+        return {"answer": self.vqa_answer, "processing_time_ms": 1, "scores": scores}
 
 
 def variant(cnn_threshold: float = 0.8, clip_threshold: float = 0.9, **cnn_strategy: object) -> CascadeVariant:
@@ -71,10 +75,13 @@ async def test_uncertain_cnn_is_reranked_by_clip_and_fused() -> None:
 
 
 async def test_least_certain_go_on_to_blip2_which_decides() -> None:
-    services = FakeServices(vqa_answer="That is a fox.")
+    services = FakeServices(vqa_answer="That is a fox.", blip2={"fox": 0.8, "dog": 0.1, "cat": 0.1})
     answer = await classify(services, variant(cnn_threshold=0.8, clip_threshold=0.9))
     assert [s.stage for s in answer.trace.stages] == ["cnn", "clip", "blip2"]
-    assert answer.label == "fox" and answer.trace.stages[-1].answer == "That is a fox."
+    # fused (0.5 cnn + 0.5 clip + 1.0 blip2) / 2: fox (0.05 + 0.05 + 0.8) / 2 = 0.45, dog 0.3, cat 0.25
+    assert answer.label == "fox" and answer.confidence == pytest.approx(0.45)
+    assert answer.trace.stages[-1].answer == "That is a fox." and answer.trace.rule == "top-1"
+    assert services.calls[-1][1] == "/v1/score-options" and services.calls[-1][2]["options"] == ["dog", "cat", "fox"]
     question = services.calls[-1][2]["question"]
     assert question == "Which of these is it: dog, cat, fox? Answer with one of them."
 
@@ -141,20 +148,3 @@ def test_ab_split_is_stable_and_follows_the_shares() -> None:
     assert store.pick("anything", forced="b")[0] == "b"
     with pytest.raises(BadInput, match="unknown cascade variant 'c'"):
         store.pick("x", forced="c")
-
-
-def test_calibration_curve_and_choice() -> None:
-    samples = [Sample("pit", "pit", 0.95, "pit"), Sample("pit", "clean", 0.6, "pit"),
-               Sample("clean", "clean", 0.9, "clean"), Sample("clean", "pit", 0.55, "clean")]
-    assert evaluate(samples, 0.0).accuracy == 0.5 and evaluate(samples, 0.0).escalation == 0
-    assert evaluate(samples, 0.7).accuracy == 1.0 and evaluate(samples, 0.7).escalation == 0.5
-    points = curve(samples)
-    chosen = choose(points, [Target.parse("recall:pit>=0.99")])
-    # recovering the pit the cnn called clean (0.6) needs a threshold above 0.6, which escalates half
-    assert chosen is not None and chosen.recall["pit"] == 1.0 and chosen.escalation == 0.5
-    assert chosen.threshold == pytest.approx(0.61)
-    capped = choose(points, [Target.parse("escalation<=0.30")])
-    assert capped is not None and capped.escalation <= 0.3 and capped.accuracy == 0.75
-    assert choose(points, [Target.parse("accuracy>=1.0"), Target.parse("escalation<=0.2")]) is None
-    with pytest.raises(ValueError, match="cannot read target"):
-        Target.parse("recall pit 0.9")

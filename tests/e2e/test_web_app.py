@@ -1,0 +1,187 @@
+"""The web app in a real browser (Debian's Chromium through Playwright) against a real mesh: the gateway
+with the cnn, clip and blip2 services (tiny models), the worker, Postgres + pgvector and Redis.
+
+Every page is checked doing its job, no request leaves the gateway's host, and each page's screenshot is
+saved to docs/screenshots/ for the README. The tests run in file order: the last one stops a service.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.support.browser import Offsite, browser, chromium_path, screenshot
+from tests.support.processes import ServiceProcess, free_port
+from tests.support.storage_env import WorkerProcess, fresh_database, shared_redis_url
+
+SERVICES = ("cnn", "clip", "blip2")  # the image pipeline; whisper and llm stay off to spare the CPU
+
+
+@dataclass
+class Mesh:
+    gateway: ServiceProcess
+    services: dict[str, ServiceProcess]
+    worker: WorkerProcess
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120)
+
+
+def picture(seed: int) -> bytes:
+    """A small picture with some shapes: distinct bytes per seed, something to look at in the screenshots."""
+    palette = [(228, 87, 46), (41, 51, 92), (243, 167, 18), (102, 155, 188), (60, 145, 80), (200, 60, 120)]
+    image = Image.new("RGB", (160, 120), palette[seed % 6])
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((20 + seed * 7, 15, 100 + seed * 7, 95), fill=palette[(seed + 1) % 6])
+    draw.rectangle((90, 60 - seed * 4, 150, 110), fill=palette[(seed + 3) % 6])
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str], Path]) -> Iterator[Mesh]:
+    chromium_path()  # skip before starting anything when there is no browser
+    logs = tmp_path_factory.mktemp("web")
+    services = {name: ServiceProcess(f"services.{name}.app:create_app",
+                                     {f"{name.upper()}_MODEL_PATH": str(tiny_model(name))}, logs / f"{name}.log")
+                for name in SERVICES}
+    env = {"DATABASE_URL": fresh_database(), "REDIS_URL": shared_redis_url(),
+           "MEDIAMESH_QUEUE": f"test:{uuid.uuid4().hex[:10]}", "MEDIAMESH_HOME": str(logs / "home"),
+           "GATEWAY_SERVICES": json.dumps({n: {"url": p.url, "kind": n} for n, p in services.items()}),
+           "GATEWAY_SEARCH_MIN_SIMILARITY": "-1",  # random-weight CLIP: its similarities carry no meaning
+           "GATEWAY_POLL_INTERVAL_S": "0.5", "GATEWAY_IDLE_TTL_S": "3600", "WORKER_METRICS_PORT": str(free_port())}
+    started: list[ServiceProcess] = []
+    worker = None
+    try:
+        with ThreadPoolExecutor(len(services)) as pool:  # the services import torch: in parallel
+            started += pool.map(lambda p: p.start(timeout_s=180), services.values())
+        gateway = ServiceProcess("gateway.app:create_app", env, logs / "gateway.log").start(timeout_s=120)
+        started.append(gateway)
+        worker = WorkerProcess({**env, "GATEWAY_URL": gateway.url}, logs / "worker.log").start()
+        yield Mesh(gateway, services, worker)
+    finally:
+        if worker is not None:
+            worker.stop()
+        for proc in reversed(started):
+            proc.stop()
+
+
+@pytest.fixture(scope="module")
+def context(mesh: Mesh) -> Iterator[tuple[BrowserContext, Offsite]]:
+    with browser(mesh.url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def page(context: tuple[BrowserContext, Offsite]) -> Iterator[Page]:
+    browser_context, offsite = context
+    page = browser_context.new_page()
+    yield page
+    page.close()
+    assert offsite.refused == [], "the app reached beyond the gateway"
+    assert offsite.page_errors == [], "uncaught errors in the page"
+
+
+def ingest(mesh: Mesh, name: str, data: bytes) -> dict:
+    with mesh.client() as client:
+        accepted = client.post("/v1/media", files={"file": (name, data, "image/png")})
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["job_id"]
+        for _ in range(600):
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.25)
+        assert job["state"] == "done", f"{job}\n{mesh.worker.log_tail()}"
+        return client.get(f"/v1/media/{accepted.json()['media_id']}").json()
+
+
+@pytest.fixture(scope="module")
+def library(mesh: Mesh) -> list[dict]:
+    return [ingest(mesh, f"picture-{seed}.png", picture(seed)) for seed in range(3)]
+
+
+def test_search_finds_an_image_by_a_word_of_its_label(page: Page, library: list[dict]) -> None:
+    target = library[1]
+    label = target["classification"]["label"]
+    page.goto("/#/search")
+    expect(page.locator("#results .card")).to_have_count(3)  # the library, newest first
+    page.get_by_label("words").fill(label.replace("_", " "))
+    page.get_by_label("label", exact=True).fill(label)
+    page.get_by_role("button", name="Search").click()
+    card = page.locator(f'#results .card[data-id="{target["id"]}"]')
+    expect(card).to_be_visible()
+    expect(card.locator(".label")).to_have_text(label)
+    for other in page.locator("#results .card").all():
+        assert other.get_attribute("data-label") == label
+    expect(card.locator("img.thumb")).to_have_js_property("complete", True)
+    screenshot(page, "search")
+
+    card.locator("a").first.click()
+    expect(page.locator("#label")).to_have_text(label)
+    expect(page.locator("#trace .stage").first).to_be_visible()
+    expect(page.locator("img.original")).to_have_js_property("complete", True)
+    screenshot(page, "item")
+
+    page.get_by_role("link", name="More like this").click()
+    expect(page.locator("#results .card")).to_have_count(2)  # the two others, nearest first
+    expect(page.locator(f'#results .card[data-id="{target["id"]}"]')).to_have_count(0)
+
+
+def test_upload_shows_each_file_reaching_done_and_duplicates(page: Page, library: list[dict], tmp_path: Path) -> None:
+    new, again = tmp_path / "new-picture.png", tmp_path / "picture-0.png"
+    new.write_bytes(picture(4))
+    again.write_bytes(picture(0))  # the same bytes as the first library item
+    page.goto("/#/upload")
+    page.locator("#file-input").set_input_files([new, again])
+    expect(page.locator('.upload[data-name="new-picture.png"]')).to_have_attribute("data-state", "done",
+                                                                                   timeout=120_000)
+    duplicate = page.locator('.upload[data-name="picture-0.png"]')
+    expect(duplicate).to_have_attribute("data-state", "done")
+    expect(duplicate.locator(".badge.duplicate")).to_be_visible()
+    screenshot(page, "upload")
+
+
+def test_models_page_loads_and_unloads_and_the_budget_bar_follows(page: Page, mesh: Mesh) -> None:
+    with mesh.client() as client:
+        assert client.post("/v1/models/cnn/unload").status_code == 200
+    page.goto("/#/models")
+    segment = page.locator('#budget-bar .segment[data-model="cnn"]')
+    row = page.locator('#models tr[data-model="cnn"]')
+    expect(row).to_have_attribute("data-state", "unloaded")
+    expect(segment).to_have_count(0)
+    row.locator('button[data-action="load"]').click()
+    expect(row).to_have_attribute("data-state", "loaded", timeout=120_000)
+    expect(segment).to_have_count(1)
+    assert int(segment.get_attribute("data-reserved") or 0) > 0
+    screenshot(page, "models")
+    row.locator('button[data-action="unload"]').click()
+    expect(row).to_have_attribute("data-state", "unloaded")
+    expect(segment).to_have_count(0)
+
+
+def test_health_turns_a_stopped_service_down(page: Page, mesh: Mesh) -> None:
+    page.goto("/#/health")
+    for name in (*SERVICES, "postgres", "redis"):
+        expect(page.locator(f'tr[data-name="{name}"]')).to_have_attribute("data-status", "up")
+    expect(page.locator("#overall")).to_have_text("ok")
+    mesh.services["blip2"].stop()
+    expect(page.locator('#services tr[data-name="blip2"]')).to_have_attribute("data-status", "down")
+    expect(page.locator("#overall")).to_have_text("degraded")
+    screenshot(page, "health")
