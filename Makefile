@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := espeak-ng docker-compose
+SYSTEM_PACKAGES := espeak-ng docker-compose chromium
 
 .PHONY: up test lint bench install install-dev system-deps clean
 
@@ -37,7 +37,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# Debian packages the tests use (espeak-ng speaks test audio; docker-compose validates the compose file).
+# Debian packages the tests use (espeak-ng speaks test audio; docker-compose validates the compose file;
+# chromium runs the web app's browser tests through Playwright, whose own browser download cannot work here).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -13,11 +13,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import health
+from gateway.api import cascade_report, health
 from gateway.api import models as model_routes
 from gateway.api import openai as openai_routes
 from gateway.api.classify import router as cascade_router
 from gateway.api.storage_install import install_storage, storage_lifespan
+from gateway.cascade.metrics import CascadeMetrics
 from gateway.cascade.store import CascadeStore
 from gateway.dispatch import proxy
 from gateway.dispatch.dispatcher import ServiceDispatcher
@@ -55,9 +56,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.dependency_checks = []
     install_error_handlers(app)
     declare_error_responses(app)
-    install_metrics(app, registry.budget)
+    app.state.cascade_metrics = CascadeMetrics(install_metrics(app, registry.budget).registry)
     # the OpenAI-compatible API (chat, completions, audio, embeddings) sits beside the gateway's own
-    for router in (health.router, model_routes.router, openai_routes.router, proxy.router, cascade_router):
+    for router in (health.router, model_routes.router, openai_routes.router, proxy.router, cascade_router,
+                   cascade_report.router):
         app.include_router(router)
     if settings.storage_enabled:
         install_storage(app, settings)  # media / jobs / search / clusters routers and their health checks

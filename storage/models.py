@@ -195,3 +195,23 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+class ClassifyResult(Base):
+    """One `POST /v1/classify` answer (mode=auto), and the true label once feedback gave it."""
+
+    __tablename__ = "classify_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(Text, index=True)
+    variant: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[str | None] = mapped_column(Text, doc="None when the decision was review.")
+    confidence: Mapped[float] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16), doc="answer | review")
+    stage_calls: Mapped[int] = mapped_column(Integer)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    total_ms: Mapped[float] = mapped_column(Float)
+    trace: Mapped[dict[str, Any]] = mapped_column(default=dict, doc="Summary: stages, decisions, rule.")
+    truth: Mapped[str | None] = mapped_column(Text, doc="The true label, from feedback.")
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()

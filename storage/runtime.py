@@ -14,6 +14,7 @@ from shared.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage import db as dbmod
 from storage.media_files import MediaStore
 from storage.queue import JobQueue, connect
+from storage.repositories.classify_results import ClassifyResultRepository
 from storage.repositories.clusters import ClusterRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.media import MediaRepository
@@ -36,6 +37,7 @@ class Storage:
 
     def __post_init__(self) -> None:
         self.media = MediaRepository(self.db)
+        self.classify_results = ClassifyResultRepository(self.db)
         self.jobs = JobRepository(self.db)
         self.clusters = ClusterRepository(self.db)
         self.search = MediaSearch(self.db)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -18,6 +19,7 @@ from shared.imaging import decode_base64, decode_image
 from shared.schemas.gateway import ClassifyRequest, ClassifyResponse
 
 router = APIRouter(tags=["cascade"])
+log = logging.getLogger("mediamesh.cascade")
 
 
 async def _classify(request: Request, raw: bytes, variant: str | None, request_id: str | None,
@@ -31,7 +33,22 @@ async def _classify(request: Request, raw: bytes, variant: str | None, request_i
     dispatcher: ServiceDispatcher = request.app.state.dispatcher
     engine = CascadeEngine(dispatcher.post_json)
     image = image or base64.b64encode(raw).decode("ascii")
-    return await engine.classify(image, chosen, variant_name=name, request_id=rid, mode=mode)
+    answer = await engine.classify(image, chosen, variant_name=name, request_id=rid, mode=mode)
+    if mode != "always":  # calibration's collection runs would skew the A/B counts
+        await record(request, answer)
+    return answer
+
+
+async def record(request: Request, answer: ClassifyResponse) -> None:
+    """Count the answer and store it for the A/B report; a database that fails does not fail the answer."""
+    request.app.state.cascade_metrics.observe(answer)
+    storage = getattr(request.app.state, "storage", None)
+    if storage is None:
+        return
+    try:
+        await run_in_threadpool(storage.classify_results.record, answer)
+    except Exception:
+        log.exception("could not store the classify result of request %s", answer.request_id)
 
 
 @router.post("/v1/classify", response_model=ClassifyResponse)

@@ -20,12 +20,12 @@ from starlette.datastructures import UploadFile
 from gateway.api.embeddings import EmbeddingsRequest, EmbeddingsResponse, embed
 from gateway.api.model_names import ModelNotFound, alias_table, resolve
 from gateway.api.models import model_status
-from gateway.api.openai_errors import OpenAIRoute
+from gateway.api.openai_errors import ERROR_RESPONSES, OpenAIRoute
 from gateway.dispatch.dispatcher import DispatcherDep, ServiceDispatcher, UpstreamError
 from shared.http.errors import BadInput, error_detail
 from shared.schemas.gateway import ModelStatus
 
-router = APIRouter(tags=["openai"], route_class=OpenAIRoute)
+router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=ERROR_RESPONSES)
 
 JSON_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 AUDIO_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {

@@ -17,6 +17,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from shared.http.errors import ServiceError
@@ -24,6 +25,26 @@ from shared.http.errors import ServiceError
 log = logging.getLogger("mediamesh.openai")
 
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorDetail
+
+
+# declared on the OpenAI router, so the OpenAPI document names this shape for these routes
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": OpenAIError, "description": "Invalid request, unknown model (404 `model_not_found`)."},
+    503: {"model": OpenAIError, "description": "No memory frees up for the model now; retry after `Retry-After`.",
+          "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}},
+    "5XX": {"model": OpenAIError, "description": "An unexpected error, or the service is unreachable."},
+}
 
 
 def openai_error(

@@ -16,8 +16,9 @@ from gateway.dispatch.dispatcher import DispatcherDep
 router = APIRouter(tags=["services"])
 
 
-@router.api_route("/v1/services/{name}/{path:path}", methods=["GET", "POST"],
-                  summary="Call a model service's endpoint")
+# two routes rather than one with two methods: each gets its own OpenAPI operation id
+@router.get("/v1/services/{name}/{path:path}", summary="Read a model service's state (holds no model)")
+@router.post("/v1/services/{name}/{path:path}", summary="Call a model service's task endpoint")
 async def proxy(name: str, path: str, request: Request, dispatcher: DispatcherDep) -> Response:
     upstream = await dispatcher.open(
         name, path, content=await request.body(), headers=request.headers, query=request.url.query,

@@ -140,8 +140,11 @@ def search(
     for column in ("#", "score", "match", "kind", "label", "media id", "snippet"):
         table.add_column(column, overflow="fold")
     for rank, hit in enumerate(answer["results"], start=1):
+        snippet = (hit.get("snippet") or "").replace("<b>", "[bold]").replace("</b>", "[/bold]")
+        if hit.get("start_s") is not None:  # a transcript match: where its segment starts
+            snippet = f"@{hit['start_s']:.1f}s {snippet}"
         table.add_row(str(rank), f"{hit['score']:.3f}", hit["match"], hit["kind"], hit.get("label") or "",
-                      hit["media_id"], (hit.get("snippet") or "").replace("<b>", "[bold]").replace("</b>", "[/bold]"))
+                      hit["media_id"], snippet)
     console.print(table)
     for reason in answer.get("degraded", []):
         console.print(f"[yellow]degraded:[/yellow] {reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ class CnnModel(ServedModel):
             torch.set_flush_denormal(True)  # denormal floats make CPU convolutions many times slower
         config = load_classifier_config(self.folder)
         fmt, weights = resolve_weights(self.path, self.settings.format, config.files)
+        check_digest(weights, config.sha256)
         runtime = open_runtime(fmt, weights, self.device, self.dtype)
         size = config.preprocessing.image_size
         width = runtime.logits(np.zeros((1, 3, size, size), np.float32)).shape[-1]
@@ -90,6 +92,20 @@ class CnnModel(ServedModel):
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return list(exp / exp.sum(axis=1, keepdims=True))
+
+
+def check_digest(weights: Path, pinned: dict[str, str]) -> None:
+    """A weights file `mediamesh.json` pins must have that sha256: a corrupt or swapped file is refused."""
+    expected = pinned.get(weights.name)
+    if expected is None:
+        return
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ValueError(f"{weights.name} has sha256 {digest.hexdigest()}, but {weights.parent / 'mediamesh.json'} "
+                         f"pins {expected}; rebuild the folder (python -m services.cnn.lite)")
 
 
 def summarise(probs: np.ndarray, labels: list[str], top_k: int) -> Classification:

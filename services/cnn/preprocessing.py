@@ -51,6 +51,7 @@ class ClassifierConfig:
     labels: list[str]
     preprocessing: Preprocessing
     files: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # file name → digest, checked on load
 
 
 def _resize_shortest(image: Image.Image, shortest: int, resample: int) -> Image.Image:
@@ -94,7 +95,8 @@ def from_mediamesh(raw: dict[str, Any]) -> ClassifierConfig:
         resample=int(raw.get("resample", Image.Resampling.BILINEAR)),
         **normalisation(raw.get("normalization", "imagenet")),
     )
-    return ClassifierConfig([str(label) for label in labels], preprocessing, dict(raw.get("files", {})))
+    return ClassifierConfig([str(label) for label in labels], preprocessing, dict(raw.get("files", {})),
+                            dict(raw.get("sha256", {})))
 
 
 def from_hf_processor(raw: dict[str, Any]) -> Preprocessing:

@@ -120,3 +120,35 @@ class HealthReport(BaseModel):
     status: Literal["ok", "degraded", "down"]
     services: list[ServiceHealth]
     dependencies: list[DependencyHealth] = Field(default_factory=list)
+
+
+class FeedbackRequest(BaseModel):
+    label: str = Field(min_length=1, max_length=200, description="The true label of the image classified.")
+
+
+class FeedbackResponse(BaseModel):
+    request_id: str
+    label: str
+    results: int = Field(description="How many stored answers to this request got the label.")
+
+
+class Estimate(BaseModel):
+    value: float
+    low: float = Field(description="95 % confidence interval (Wilson for rates, normal for means).")
+    high: float
+    n: int
+
+
+class VariantReport(BaseModel):
+    variant: str
+    results: int
+    with_feedback: int
+    accuracy: Estimate | None = Field(description="Over answered results with feedback; None without any.")
+    escalation_rate: Estimate
+    review_rate: Estimate
+    stage_calls: Estimate = Field(description="Mean cost per image: model calls made by the cascade.")
+    latency_ms: Estimate
+
+
+class CascadeReport(BaseModel):
+    variants: list[VariantReport]

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.support.browser import Offsite, browser, chromium_path, screenshot
+from tests.support.browser import Offsite, chromium, chromium_path, held_to, screenshot
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.storage_env import WorkerProcess, fresh_database, shared_redis_url
 
@@ -65,6 +65,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str], P
            "MEDIAMESH_QUEUE": f"test:{uuid.uuid4().hex[:10]}", "MEDIAMESH_HOME": str(logs / "home"),
            "GATEWAY_SERVICES": json.dumps({n: {"url": p.url, "kind": n} for n, p in services.items()}),
            "GATEWAY_SEARCH_MIN_SIMILARITY": "-1",  # random-weight CLIP: its similarities carry no meaning
+           "GATEWAY_BUDGET_BYTES": str(3 * 1024**2), "GATEWAY_HEADROOM_BYTES": "0",  # tiny models: a visible bar
            "GATEWAY_POLL_INTERVAL_S": "0.5", "GATEWAY_IDLE_TTL_S": "3600", "WORKER_METRICS_PORT": str(free_port())}
     started: list[ServiceProcess] = []
     worker = None
@@ -83,8 +84,14 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str], P
 
 
 @pytest.fixture(scope="module")
-def context(mesh: Mesh) -> Iterator[tuple[BrowserContext, Offsite]]:
-    with browser(mesh.url) as opened:
+def chromium_browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def context(mesh: Mesh, chromium_browser: Browser) -> Iterator[tuple[BrowserContext, Offsite]]:
+    with held_to(chromium_browser, mesh.url) as opened:
         yield opened
 
 
@@ -185,3 +192,26 @@ def test_health_turns_a_stopped_service_down(page: Page, mesh: Mesh) -> None:
     expect(page.locator('#services tr[data-name="blip2"]')).to_have_attribute("data-status", "down")
     expect(page.locator("#overall")).to_have_text("degraded")
     screenshot(page, "health")
+
+
+def test_api_key_is_asked_once_and_kept_out_of_pages_and_urls(chromium_browser: Browser, tmp_path: Path) -> None:
+    key = "k3y-" + uuid.uuid4().hex
+    env = {"GATEWAY_API_KEY": key, "GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": "{}"}
+    with ServiceProcess("gateway.app:create_app", env, tmp_path / "gateway.log") as gateway, \
+            held_to(chromium_browser, gateway.url) as (browser_context, offsite):
+        page = browser_context.new_page()
+        sent: list[str | None] = []
+        page.on("request", lambda request: sent.append(request.headers.get("authorization"))
+                if "/v1/models" in request.url else None)
+        page.goto("/#/models")
+        dialog = page.locator("#key-dialog")
+        expect(dialog).to_be_visible()
+        page.locator("#key-input").fill(key)
+        page.get_by_role("button", name="Use key").click()
+        expect(page.locator("#models")).to_be_visible()
+        assert f"Bearer {key}" in sent
+        page.reload()
+        expect(page.locator("#models")).to_be_visible()
+        expect(dialog).to_be_hidden()  # kept for the tab's session: asked once
+        assert key not in page.content() and key not in page.url
+        assert offsite.refused == [] and offsite.page_errors == []

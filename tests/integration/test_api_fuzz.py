@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,15 +81,18 @@ def fuzz(schema: schemathesis.BaseSchema, **validate: Any) -> None:
 
     Driven by hand (`as_strategy` + `given`): `schemathesis.pytest.from_fixture` does not run under
     pytest 9 (it reads a removed private attribute of pytest's test items)."""
-    failures = []
+    failures, calls = [], Counter[str]()
+    labels = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        labels.append(operation.label)
 
         @FUZZ
         @given(case=operation.as_strategy())
         def call(case: schemathesis.Case) -> None:
             # positive_data_acceptance is left out: a request the schema allows may still be refused with a
             # 4xx that says why (an unknown id, a label no model knows, a page deeper than the ranking)
+            calls[case.operation.label] += 1
             case.call_and_validate(timeout=30, **validate)
 
         try:
@@ -96,6 +100,7 @@ def fuzz(schema: schemathesis.BaseSchema, **validate: Any) -> None:
         except (Exception, BaseExceptionGroup) as exc:  # one operation's failure must not hide another's
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+    assert len(calls) == len(labels), calls  # the fuzz ran on every operation
 
 
 def test_gateway_answers_every_request_the_schema_allows(gateway_schema: schemathesis.BaseSchema) -> None:

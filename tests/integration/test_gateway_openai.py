@@ -97,20 +97,20 @@ def test_models_list_is_openais_shape_with_the_residency(oai: openai.OpenAI, gw:
 def test_chat_cold_loads_and_counts_usage(oai: openai.OpenAI, gw: httpx.Client) -> None:
     gw.post("/v1/models/llm/unload").raise_for_status()
     assert state(gw, "llm") == "unloaded"
-    plain = oai.chat.completions.create(model="llm", messages=MESSAGES, temperature=0, max_tokens=12)  # type: ignore[arg-type]
+    plain = oai.chat.completions.create(model="llm", messages=MESSAGES, temperature=0, max_tokens=12)
     assert state(gw, "llm") == "loaded"  # the call loaded it
     choice, usage = plain.choices[0], plain.usage
     assert choice.message.role == "assistant" and choice.message.content
     assert usage is not None and usage.prompt_tokens > 5 and 1 <= usage.completion_tokens <= 12
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
-    again = oai.chat.completions.create(model="microsoft/Phi-3.5-mini-instruct", messages=MESSAGES,  # type: ignore[arg-type]
+    again = oai.chat.completions.create(model="microsoft/Phi-3.5-mini-instruct", messages=MESSAGES,
                                         temperature=0, max_tokens=12)
     assert again.choices[0].message.content == choice.message.content  # an alias, the same greedy answer
 
 
 def test_chat_streams_the_same_answer_with_usage_last(oai: openai.OpenAI) -> None:
-    plain = oai.chat.completions.create(model="llm", messages=MESSAGES, temperature=0, max_tokens=12)  # type: ignore[arg-type]
-    chunks = list(oai.chat.completions.create(model="llm", messages=MESSAGES, temperature=0, max_tokens=12,  # type: ignore[arg-type]
+    plain = oai.chat.completions.create(model="llm", messages=MESSAGES, temperature=0, max_tokens=12)
+    chunks = list(oai.chat.completions.create(model="llm", messages=MESSAGES, temperature=0, max_tokens=12,
                                               stream=True, stream_options={"include_usage": True}))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == plain.choices[0].message.content and len(chunks) > 3
@@ -161,7 +161,7 @@ def test_embeddings_of_texts_and_an_image_match_clips_own(oai: openai.OpenAI, me
 
 def test_errors_are_in_openais_shape(oai: openai.OpenAI, mesh: dict[str, str]) -> None:
     with pytest.raises(openai.NotFoundError) as unknown:
-        oai.chat.completions.create(model="gpt-9", messages=MESSAGES)  # type: ignore[arg-type]
+        oai.chat.completions.create(model="gpt-9", messages=MESSAGES)
     error = unknown.value.response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "model_not_found"
     assert "'gpt-9' does not exist" in error["message"] and "'llm'" in error["message"]

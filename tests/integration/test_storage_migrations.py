@@ -15,7 +15,7 @@ from storage.models import ImageAnalysis, ImageEmbedding, Media, Transcript
 from tests.support.storage_env import fresh_database
 
 TABLES = {"media", "classifications", "image_embeddings", "image_analyses", "transcripts", "video_frames",
-          "json_documents", "clusters", "cluster_members", "jobs"}
+          "json_documents", "clusters", "cluster_members", "jobs", "classify_results"}
 
 
 def _tables(url: str) -> set[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, sync_playwright
 
 from tests.support.processes import REPO
 
@@ -54,21 +54,30 @@ class Offsite:
 
 
 @contextmanager
-def browser(base_url: str) -> Iterator[tuple[BrowserContext, Offsite]]:
-    """A browser context whose pages may reach only `base_url`."""
+def chromium() -> Iterator[Browser]:
+    """The system Chromium under Playwright (one per test module: a second Playwright cannot run beside it)."""
     executable = chromium_path()
-    offsite = Offsite(urlsplit(base_url).netloc)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            context = chromium.new_context(base_url=base_url, viewport=VIEWPORT)
-            context.set_default_timeout(30_000)
-            context.route("**/*", offsite.route)
-            context.on("console", offsite.console)
-            context.on("page", lambda page: page.on("pageerror", lambda e: offsite.page_errors.append(str(e))))
-            yield context, offsite
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
+
+
+@contextmanager
+def held_to(browser: Browser, base_url: str) -> Iterator[tuple[BrowserContext, Offsite]]:
+    """A fresh browser context (its own session storage) whose pages may reach only `base_url`."""
+    offsite = Offsite(urlsplit(base_url).netloc)
+    context = browser.new_context(base_url=base_url, viewport=VIEWPORT)
+    try:
+        context.set_default_timeout(30_000)
+        context.route("**/*", offsite.route)
+        context.on("console", offsite.console)
+        context.on("page", lambda page: page.on("pageerror", lambda e: offsite.page_errors.append(str(e))))
+        yield context, offsite
+    finally:
+        context.close()
 
 
 def screenshot(page: Page, name: str) -> None:

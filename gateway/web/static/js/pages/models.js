@@ -6,7 +6,7 @@ const REFRESH_MS = 2000;
 const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f"];
 
 // `GET /v1/models` is OpenAI's list (`data`, each with `id`) with the residency view in extra fields.
-const modelsOf = (report) => (report.data ?? report.models ?? []).map((m) => ({ ...m, name: m.id ?? m.name }));
+const modelsOf = (report) => report.data.map((m) => ({ ...m, name: m.id }));
 
 function idleLeft(model) {
   if (model.pinned) return "pinned";

@@ -33,7 +33,7 @@ async function send(row) {
   row.duplicate = accepted.duplicate;
   row.link.href = `#/item/${encodeURIComponent(accepted.media_id)}`;
   row.link.hidden = false;
-  if (accepted.duplicate) row.el.append(h("span", { class: "badge duplicate" }, "duplicate: already stored"));
+  if (accepted.duplicate) row.note.replaceChildren(h("span", { class: "badge duplicate" }, "duplicate: already stored"));
   if (accepted.job_id) await follow(row, accepted.job_id);
   else progress(row, { state: "done", text: accepted.status, fraction: 1 });
 }
@@ -51,9 +51,10 @@ function enqueue(files, list) {
   for (const file of files) {
     const row = { file, state: h("span", { class: "job-state" }, "waiting"), bar: h("div", { class: "fill" }) };
     row.link = h("a", { hidden: true }, "open");
+    row.note = h("span", { class: "note" });
     row.el = h("li", { class: "upload", dataset: { name: file.name, state: "waiting" } },
       h("span", { class: "name" }, file.webkitRelativePath || file.name), h("span", { class: "size" }, bytes(file.size)),
-      h("div", { class: "progress" }, row.bar), row.state, row.link);
+      h("div", { class: "progress" }, row.bar), row.state, row.link, row.note);
     uploads.push(row);
     waiting.push(row);
     list.prepend(row.el);
