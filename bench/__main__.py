@@ -7,7 +7,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-SKIP = {"report", "__main__"}
+SKIP = {"report", "__main__", "threshold_curve"}
 
 
 def available() -> list[str]:

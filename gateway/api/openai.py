@@ -20,9 +20,9 @@ from starlette.datastructures import UploadFile
 from gateway.api.embeddings import EmbeddingsRequest, EmbeddingsResponse, embed
 from gateway.api.model_names import ModelNotFound, alias_table, resolve
 from gateway.api.models import model_status
-from gateway.api.openai_errors import ERROR_RESPONSES, OpenAIRoute
+from gateway.api.openai_errors import ERROR_RESPONSES, OpenAIError, OpenAIRoute
 from gateway.dispatch.dispatcher import DispatcherDep, ServiceDispatcher, UpstreamError
-from shared.http.errors import BadInput, error_detail
+from shared.http.errors import BadInput, ErrorDetail, error_detail
 from shared.schemas.gateway import ModelStatus
 
 router = APIRouter(tags=["openai"], route_class=OpenAIRoute, responses=ERROR_RESPONSES)
@@ -103,7 +103,9 @@ async def embeddings(body: EmbeddingsRequest, dispatcher: DispatcherDep) -> Embe
 
 
 @router.get("/v1/models/{model:path}", summary="One model (OpenAI's retrieve): a service name or an alias",
-            response_model=ModelStatus)
+            response_model=ModelStatus, responses={404: {
+                "model": OpenAIError | ErrorDetail,  # the router's own 404 (a path it cannot match) has `detail`
+                "description": "No such model (`model_not_found`), or a path no route matches."}})
 async def retrieve_model(model: str, dispatcher: DispatcherDep) -> ModelStatus:
     registry = dispatcher.registry
     service = model if model in registry.records else alias_table(registry).get(model)

@@ -173,7 +173,8 @@ def replay(variant: CascadeVariant, recorded: list[dict[str, float]], first_entr
     while next_index is not None:
         index = next_index
         stage = variant.stages[index]
-        raw = recorded[index] if index == 0 else restrict(recorded[index], offered(stage, fusion.fused))
+        # a cnn scores its own top-k whatever it is offered; clip and blip2 score the offered candidates
+        raw = recorded[index] if stage.kind == "cnn" else restrict(recorded[index], offered(stage, fusion.fused))
         fusion.add(stage, raw)
         run.append(index)
         entropy_nats = first_entropy if index == 0 and stage.temperature == 1 else None

@@ -129,3 +129,13 @@ async def test_replay_of_an_always_trace_decides_as_the_engine(high: float, low:
     assert (again.verdict.label, again.verdict.decision, again.verdict.rule) == (live.label, live.decision,
                                                                                  live.trace.rule)
     assert again.verdict.confidence == pytest.approx(live.confidence, abs=1e-5)
+
+
+async def test_replay_of_a_later_cnn_stage_uses_its_own_scores() -> None:
+    v = CascadeVariant(stages=[StageConfig(kind="cnn", service="cnn", escalate=EscalationStrategy(threshold=0.7)),
+                               StageConfig(kind="cnn", service="cnn_large", top_k=3)])
+    live = await run(v)
+    recorded = await run(v, mode="always")
+    again = replay(v, [{s.label: s.score for s in st.top_k} for st in recorded.trace.stages])
+    assert again.stages == [0, 1] and again.verdict.label == live.label == "cat"
+    assert again.verdict.confidence == pytest.approx(live.confidence)
