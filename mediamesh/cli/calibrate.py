@@ -4,7 +4,7 @@ FOLDER holds one sub-folder per label. Every image runs once through the running
 cascade with every stage (`mode=always`); the recorded stage scores are replayed through the
 configured cascade (mediamesh/calibration.py) to fit the stages' temperatures and search the
 routing thresholds and the decision policy on one split; the held-out split confirms the
-choice. The curves are printed and saved; `--apply` puts the whole variant to the gateway.
+choice. The curves are printed and saved (and drawn, with `--plot`); `--apply` puts the whole variant to the gateway.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from rich.progress import track
 from rich.table import Table
 
 from mediamesh.calibration import Point, Record, Target, Tuned, measure, split, tune
+from mediamesh.cli.plot import plot
 from mediamesh.settings import CommandSettings
 from shared.cascade.config import CascadeVariant
 from shared.client import GatewayClient, GatewayError
@@ -81,6 +82,16 @@ def show(title: str, points: list[Point], chosen: Point | None) -> None:
     console.print(table)
 
 
+def draw(path: Path, tuned: Tuned, gain: str) -> Path:
+    def y(p: Point) -> float:
+        return p.recall.get(gain[7:], 0.0) if gain.startswith("recall:") else p.accuracy
+    chosen = tuned.chosen
+    return plot(path, [(p.escalation, p.accuracy) for p in frontier(tuned.routing, "escalation", "accuracy")],
+                [(p.review, y(p)) for p in frontier(tuned.decision, "review", gain)],
+                (chosen.escalation, chosen.accuracy) if chosen else None,
+                (chosen.review, y(chosen)) if chosen and tuned.decision else None, gain)
+
+
 def save(tuned: Tuned, targets: list[Target], checks: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "curve.csv", "w", newline="") as f:
@@ -117,6 +128,7 @@ def calibrate(
     out: Annotated[Path, typer.Option(help="Where curve.csv and calibration.json go.")] = Path("calibration"),
     apply_it: Annotated[bool, typer.Option("--apply", help="PUT the calibrated variant to the gateway.")] = False,
     url: Annotated[str | None, typer.Option(help="Gateway URL; default GATEWAY_URL or :8000.")] = None,
+    plot_to: Annotated[Path | None, typer.Option("--plot", help="Also draw the curves to this PNG.")] = None,
 ) -> None:
     """Fit temperatures, routing thresholds and the decision policy for targets on labelled images."""
     try:
@@ -126,14 +138,14 @@ def calibrate(
     images = labelled_images(folder)
     with CommandSettings().gateway_client(url) as client:
         try:
-            _run(client, images, targets, variant, holdout, steps, out, apply_it)
+            _run(client, images, targets, variant, holdout, steps, out, apply_it, plot_to)
         except GatewayError as exc:
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from exc
 
 
 def _run(client: GatewayClient, images: list[tuple[str, Path]], targets: list[Target], variant: str | None,
-         holdout: float, steps: int, out: Path, apply_it: bool) -> None:
+         holdout: float, steps: int, out: Path, apply_it: bool, plot_to: Path | None) -> None:
     config = client.cascade_config()
     name = variant or next(iter(config["variants"]))
     if name not in config["variants"]:
@@ -147,6 +159,8 @@ def _run(client: GatewayClient, images: list[tuple[str, Path]], targets: list[Ta
          tuned.chosen)
     gain = next((f"recall:{t.label}" for t in targets if t.metric == "recall"), "accuracy")
     show(f"decision: {gain} vs review", frontier(tuned.decision, "review", gain), tuned.chosen)
+    if plot_to is not None:
+        console.print(f"plotted {draw(plot_to, tuned, gain)}")
     if tuned.variant is None:
         save(tuned, targets, {}, out)
         console.print(f"[red]no setting meets {', '.join(map(str, targets))} on the tuning split[/]")

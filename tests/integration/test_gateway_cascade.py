@@ -211,8 +211,9 @@ def test_calibrate_replays_the_cascade_tunes_confirms_and_applies(gw: httpx.Clie
             (tmp_path / "val" / label / f"{i}.png").write_bytes(png((rgb[0], rgb[1] + i, i)))
     args = ["calibrate", str(tmp_path / "val"), "--target", "recall:dog>=0.99", "--target", "escalation<=0.5",
             "--target", "review<=0.05", "--steps", "10", "--url", gateway.url, "--out", str(tmp_path / "out")]
-    result = CliRunner().invoke(app, [*args, "--apply"])
+    result = CliRunner().invoke(app, [*args, "--apply", "--plot", str(tmp_path / "curves.png")])
     assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "curves.png").size == (720, 360)
     saved = json.loads((tmp_path / "out" / "calibration.json").read_text())
     assert saved["tuned_on"]["images"] == 14 and saved["held_out"]["images"] == 6
     assert saved["held_out"]["met"] and saved["held_out"]["recall"]["dog"] == 1.0
