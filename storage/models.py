@@ -75,7 +75,7 @@ class Classification(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     media_id: Mapped[str] = _media_fk(unique=True)
-    label: Mapped[str] = mapped_column(Text, index=True)
+    label: Mapped[str | None] = mapped_column(Text, index=True)  # None: the cascade sent it to review
     confidence: Mapped[float] = mapped_column(Float)
     top_k: Mapped[list[Any]] = mapped_column(default=list)
     trace: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,4 +1,5 @@
-"""Classify results per A/B variant, with the true label from feedback (`GET /v1/cascade/report`).
+"""Classify results per A/B variant, with the true label from feedback (`GET /v1/cascade/report`);
+a stored classification may have no label (the cascade's decision policy sent the image to review).
 
 Revision ID: 0002
 Revises: 0001
@@ -35,7 +36,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("decision IN ('answer', 'review')", name="ck_classify_results_decision"),
     )
+    op.alter_column("classifications", "label", existing_type=sa.Text, nullable=True)
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM classifications WHERE label IS NULL")
+    op.alter_column("classifications", "label", existing_type=sa.Text, nullable=False)
     op.drop_table("classify_results")

@@ -102,3 +102,25 @@ def test_embedded_redis_is_reachable_by_url_and_persists(tmp_path: Path) -> None
         assert redis.Redis.from_url(server.start()).get("kept") == b"yes"
     finally:
         server.stop(force=True)
+
+
+def test_an_image_sent_to_review_is_stored_without_a_label() -> None:
+    """The cascade's abstain band answers `label: null`; the stored classification keeps the candidates."""
+    from shared.schemas.common import LabelScore
+    from shared.schemas.gateway import CascadeTrace, ClassifyResponse
+    from storage.repositories.media import ImageResults, MediaRepository, NewMedia
+
+    database = dbmod.Database(fresh_database())
+    try:
+        media = MediaRepository(database)
+        stored, _ = media.add_with_ingest_job(NewMedia("ab" * 32, "image", "image/png", 3, "ab/ab.png"), 4)
+        review = ClassifyResponse(label=None, confidence=0.55, decision="review", variant="a", request_id="r1",
+                                  top_k=[LabelScore(label="pit", score=0.55), LabelScore(label="clean", score=0.45)],
+                                  trace=CascadeTrace(variant="a", stages=[], total_ms=1.0, rule="review band"))
+        media.save_image_results(stored.id, ImageResults(classification=review))
+        record = media.record(stored.id)
+        assert record is not None and record.media.classification is not None
+        assert record.media.classification.label is None
+        assert [s["label"] for s in record.media.classification.top_k] == ["pit", "clean"]
+    finally:
+        database.dispose()
