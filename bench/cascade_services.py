@@ -163,6 +163,8 @@ def report(client: GatewayClient, cal_x: list[bytes], cal_y: list[str], test_x: 
                       f"{r['escalated']:.1%} | {r['review']:.1%} | {r['recall']:.3f} | {r['ms'] / always['ms']:.2f} × |"
                       for name, r in rows.items())
     print(lines)
+    verdicts = _verdicts(rows["after calibrate (escalation<=0.25)"], rows[f"after calibrate ({', '.join(targets)})"],
+                         always, held_b)
     write_section("cascade_services", f"""
 ## The cascade through the gateway (two real-trained CNN services on digits)
 
@@ -182,10 +184,30 @@ escalation {tuned_a['escalation']:.1%}; held out {held_a['n']}: accuracy {held_a
 escalation {held_a['escalation']:.1%}.
 With the recall target: chose {json.dumps(decision)}; tuned on: recall {tuned_b['recall']:.3f};
 held out: recall {held_b['recall']:.3f}, review {held_b['review']:.1%}, escalation {held_b['escalation']:.1%}
-— the held-out split {"confirms" if held_b['recall'] >= 0.99 and held_b['review'] <= 0.05 else "does NOT confirm"}
-the recall target (`mediamesh calibrate` would then refuse to apply; the bench applies it anyway to
-measure the test split).
+— the held-out split {"confirms" if _confirms(held_b) else "does NOT confirm"} the recall target
+{"" if _confirms(held_b) else REFUSED}.
+
+{verdicts}
 """)
+
+
+REFUSED = "(`mediamesh calibrate` would then refuse to apply; the bench applies it anyway to measure the test split)"
+
+
+def _confirms(result: dict[str, float]) -> bool:
+    return result["recall"] >= 0.99 and result["review"] <= 0.05
+
+
+def _verdicts(escalation: dict[str, float], recall: dict[str, float], always: dict[str, float],
+              held: dict[str, float]) -> str:
+    share = escalation["accuracy"] / always["accuracy"]
+    first = "meets" if share >= 0.99 and escalation["escalated"] <= 0.30 else "misses"
+    second = "meets" if _confirms(recall) else "misses"
+    return (f"**Accuracy target** (≥ 99 % of always-escalate with ≤ 30 % escalated): {first} — "
+            f"{share:.2%} with {escalation['escalated']:.1%} escalated.\n"
+            f"**Recall target** (recall of {CHOSEN} ≥ 0.99 with ≤ 5 % sent to review, test split): {second} — "
+            f"{recall['recall']:.3f} with {recall['review']:.1%} to review; on the held-out calibration split "
+            f"{held['recall']:.3f} ({'confirmed' if _confirms(held) else 'not confirmed'}).")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ class GatewaySettings(BaseSettings):
     search_min_similarity: float = Field(
         default=0.2, ge=-1, le=1, description="A text query's image hits below this cosine similarity are dropped. "
         "Calibrated for CLIP ViT-B/32, whose text-image similarities are about 0.25-0.35 for a match and "
-        "0.1-0.18 for an unrelated image; a request's `min_similarity` overrides it.",
+        "0.1-0.18 for an unrelated image; a request's `min_similarity` overrides it. No floor for random test "
+        "weights (`tiny-random/…`), whose similarities mean nothing.",
     )
     search_min_similarity_by_model: dict[str, float] = Field(
         default_factory=dict, description='JSON map CLIP model name (as /v1/embed answers it) → its floor, for a '
@@ -103,8 +104,10 @@ class GatewaySettings(BaseSettings):
         return FusionWeights(embedding=self.search_weight_embedding, transcript=self.search_weight_transcript,
                              caption=self.search_weight_caption, k=self.search_rrf_k)
 
-    def min_similarity_for(self, model: str) -> float:
-        return self.search_min_similarity_by_model.get(model, self.search_min_similarity)
+    def min_similarity_for(self, model: str) -> float | None:
+        if model in self.search_min_similarity_by_model:
+            return self.search_min_similarity_by_model[model]
+        return None if model.startswith("tiny-random/") else self.search_min_similarity
 
     @property
     def usable_budget_bytes(self) -> int:

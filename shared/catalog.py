@@ -11,6 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+# Marker files in a model folder: written by `mediamesh models tiny` / `models pull`, read by the services.
+TINY_MARKER = "TINY_RANDOM_WEIGHTS"
+HUB_MARKER = "HUB_MODEL"
+
+
+def model_identity(folder: Path) -> str:
+    """What a service reports as its model, so vectors of different models are never mixed up: the hub
+    repository it was pulled from, `tiny-random/<folder>` for random test weights, else the folder's name."""
+    if (folder / TINY_MARKER).exists():
+        return f"tiny-random/{folder.name}"
+    marker = folder / HUB_MARKER
+    if marker.is_file():
+        lines = marker.read_text().splitlines()
+        if lines and lines[0].strip():
+            return lines[0].strip()
+    return folder.name
+
 
 class TinyBuilder(Protocol):
     def __call__(self, dest: Path) -> Path: ...

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from mediamesh.settings import HubSettings
+from shared.catalog import HUB_MARKER
 
-HUB_MARKER = "HUB_MODEL"
 # Formats no service loads; skipping them saves gigabytes on repos that ship every framework's weights.
 IGNORE_PATTERNS = ["*.msgpack", "*.h5", "*.ot", "flax_model*", "tf_model*", "rust_model*", "onnx/*", "*.onnx"]
 

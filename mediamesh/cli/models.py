@@ -19,9 +19,7 @@ from mediamesh.cli.hub import (
     pulled_from,
 )
 from mediamesh.settings import CommandSettings
-from shared.catalog import SERVICES
-
-TINY_MARKER = "TINY_RANDOM_WEIGHTS"
+from shared.catalog import SERVICES, TINY_MARKER
 
 app = typer.Typer(help="Build, pull and list the models the services load.", no_args_is_help=True)
 console = Console()

@@ -67,7 +67,7 @@ def zero_shot_scores(
 
 
 def embedded(model: ClipModel, vectors: list[np.ndarray]) -> EmbedResponse:
-    return EmbedResponse(model=model.path.name, dim=model.dim, embeddings=[v.tolist() for v in vectors])
+    return EmbedResponse(model=model.identity(), dim=model.dim, embeddings=[v.tolist() for v in vectors])
 
 
 @router.task("/v1/embed/image", decode=image_payloads, batch=IMAGES)
@@ -89,4 +89,4 @@ def zero_shot(model: ClipModel, body: ZeroShotRequest, scores: tuple[LabelKey, n
     (labels, _), probs = scores
     results = [ZeroShotResult(scores=[LabelScore(label=labels[i], score=float(row[i]))
                                       for i in np.argsort(-row, kind="stable")]) for row in probs]
-    return ZeroShotResponse(model=model.path.name, results=results)
+    return ZeroShotResponse(model=model.identity(), results=results)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from shared.catalog import TINY_MARKER, model_identity
 from shared.config import ServiceSettings
 from shared.kit.memory import (
     cuda_bytes,
@@ -70,7 +71,11 @@ class ServedModel(ABC):
     def is_tiny(self) -> bool:
         """Random-weight test models carry a marker file written by `mediamesh models tiny`."""
         folder = self.path if self.path.is_dir() else self.path.parent
-        return (folder / "TINY_RANDOM_WEIGHTS").exists()
+        return (folder / TINY_MARKER).exists()
+
+    def identity(self) -> str:
+        """The model as answers name it (`shared.catalog.model_identity`): hub id, `tiny-random/…` or folder."""
+        return model_identity(self.path if self.path.is_dir() else self.path.parent)
 
     @property
     def quantization(self) -> str:

@@ -64,7 +64,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str], P
     env = {"DATABASE_URL": fresh_database(), "REDIS_URL": shared_redis_url(),
            "MEDIAMESH_QUEUE": f"test:{uuid.uuid4().hex[:10]}", "MEDIAMESH_HOME": str(logs / "home"),
            "GATEWAY_SERVICES": json.dumps({n: {"url": p.url, "kind": n} for n, p in services.items()}),
-           "GATEWAY_SEARCH_MIN_SIMILARITY": "-1",  # random-weight CLIP: its similarities carry no meaning
            "GATEWAY_BUDGET_BYTES": str(3 * 1024**2), "GATEWAY_HEADROOM_BYTES": "0",  # tiny models: a visible bar
            "GATEWAY_POLL_INTERVAL_S": "0.5", "GATEWAY_IDLE_TTL_S": "3600", "WORKER_METRICS_PORT": str(free_port())}
     started: list[ServiceProcess] = []

@@ -36,3 +36,19 @@ def test_env_services_several_of_one_kind_and_plain_urls(monkeypatch: pytest.Mon
 def test_bad_settings_say_what_to_fix(kwargs: dict[str, object], phrase: str) -> None:
     with pytest.raises(ValidationError, match=phrase):
         GatewaySettings(**kwargs)
+
+
+def test_the_search_floor_follows_the_model_and_never_applies_to_random_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.catalog import HUB_MARKER, TINY_MARKER, model_identity
+
+    tiny, pulled, own = tmp_path / "tiny" / "clip", tmp_path / "hub" / "clip", tmp_path / "mine"
+    for folder in (tiny, pulled, own):
+        folder.mkdir(parents=True)
+    (tiny / TINY_MARKER).write_text("random weights")
+    (pulled / HUB_MARKER).write_text("openai/clip-vit-base-patch32\npulled from the hub\n")
+    assert [model_identity(f) for f in (tiny, pulled, own)] == [
+        "tiny-random/clip", "openai/clip-vit-base-patch32", "mine"]
+    settings = GatewaySettings(search_min_similarity=0.2, search_min_similarity_by_model={"mine": 0.3})
+    assert settings.min_similarity_for("tiny-random/clip") is None
+    assert settings.min_similarity_for("openai/clip-vit-base-patch32") == 0.2
+    assert settings.min_similarity_for("mine") == 0.3
