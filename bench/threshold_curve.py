@@ -9,12 +9,10 @@ escalated and each class's recall; targets (`recall:pit>=0.99`, `escalation<=0.3
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-TARGET = re.compile(r"^\s*(?:(recall):(?P<label>[^<>=]+?)|(?P<metric>accuracy|escalation))\s*(?P<op><=|>=)\s*"
-                    r"(?P<value>[0-9]*\.?[0-9]+)\s*$")
+from mediamesh.calibration import Target  # the same target syntax as `mediamesh calibrate`
 
 
 @dataclass(frozen=True)
@@ -36,31 +34,6 @@ class CurvePoint:
         if metric == "recall":
             return self.recall.get(label or "", 0.0)
         return self.accuracy if metric == "accuracy" else self.escalation
-
-
-@dataclass(frozen=True)
-class Target:
-    metric: str  # accuracy | escalation | recall
-    op: str  # <= | >=
-    value: float
-    label: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Target:
-        match = TARGET.match(text)
-        if not match:
-            raise ValueError(f"cannot read target {text!r}; write e.g. 'recall:pit>=0.99', 'escalation<=0.30' "
-                             "or 'accuracy>=0.95'")
-        metric = "recall" if match["label"] else match["metric"]
-        return cls(metric, match["op"], float(match["value"]), match["label"].strip() if match["label"] else None)
-
-    def met(self, point: CurvePoint) -> bool:
-        got = point.value(self.metric, self.label)
-        return got >= self.value - 1e-12 if self.op == ">=" else got <= self.value + 1e-12
-
-    def __str__(self) -> str:
-        name = f"recall:{self.label}" if self.metric == "recall" else self.metric
-        return f"{name}{self.op}{self.value:g}"
 
 
 def default_thresholds(steps: int = 100) -> list[float]:
