@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PositiveFloat, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.catalog import SERVICES
@@ -50,6 +50,14 @@ class GatewaySettings(BaseSettings):
     priorities: dict[str, int] = Field(default_factory=dict, description="Lower is evicted first; default 0.")
     idle_ttl_s: float | None = Field(
         default=600.0, gt=0, description="Unload a model idle this long; unset: never."
+    )
+    idle_ttl_by_model: dict[str, PositiveFloat | None] = Field(
+        default_factory=dict, description='JSON map service → its own idle time-to-live in seconds (null: never), '
+        'overriding GATEWAY_IDLE_TTL_S for that model: {"llm": 120, "cnn": null}.',
+    )
+    max_keep_alive_s: float | None = Field(
+        default=None, ge=0, description="Cap on a request's `keep_alive` (X-Keep-Alive header, classify's "
+        "`keep_alive`); -1 (forever) and longer values become this; unset: no cap.",
     )
     room_timeout_s: float = Field(default=30.0, gt=0, description="How long a request waits for memory before 503.")
     load_timeout_s: float = Field(default=600.0, gt=0, description="How long one model load may take.")
@@ -119,7 +127,8 @@ class GatewaySettings(BaseSettings):
             raise ValueError(
                 f"headroom ({self.headroom_bytes:,} B) leaves no budget of {self.budget_bytes:,} B; lower it"
             )
-        for what, names in (("pinned", self.pinned), ("priorities", list(self.priorities))):
+        for what, names in (("pinned", self.pinned), ("priorities", list(self.priorities)),
+                            ("idle_ttl_by_model", list(self.idle_ttl_by_model))):
             unknown = sorted(set(names) - set(self.services))
             if unknown:
                 raise ValueError(f"GATEWAY_{what.upper()} names unknown service(s) {unknown}; "

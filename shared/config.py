@@ -121,6 +121,10 @@ class BatchSettings(ServiceSettings):
     batch_timeout_ms: float = Field(
         default=5.0, ge=0, description="Longest wait for a batch to fill after its first item arrives."
     )
+    max_queue: int = Field(
+        default=1024, ge=1, description="Most items waiting for a batch; a request that would pass it gets 503 "
+        "with Retry-After instead of queueing without limit.",
+    )
 
 
 class QuantizationSettings(ServiceSettings):

@@ -5,13 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import warnings
 
-from PIL import Image, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
 
-ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+# Pillow 13 reads AVIF itself; HEIC/HEIF (iPhone photos) needs the pillow-heif plugin, registered here,
+# once, for every process that decodes images (the services, the gateway, thumbnails).
+pillow_heif.register_heif_opener()
+log = logging.getLogger(__name__)
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF", "AVIF"})
+SUPPORTED_NAMES = "JPEG, PNG, WEBP, BMP, GIF, TIFF, HEIC/HEIF or AVIF"
 
 
 def decode_base64(data: str, *, what: str = "image") -> bytes:
@@ -36,14 +44,14 @@ def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.I
             image = Image.open(io.BytesIO(raw))
     except UnidentifiedImageError as exc:
         raise UnsupportedMedia(
-            f"{name} is not an image we can read; send JPEG, PNG, WEBP, BMP, GIF or TIFF"
+            f"{name} is not an image we can read; send {SUPPORTED_NAMES}"
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"{name} is too large to decode safely: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a damaged header, found by fuzzing
         raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
     if image.format not in ALLOWED_FORMATS:
-        raise UnsupportedMedia(f"{name} is {image.format}; send JPEG, PNG, WEBP, BMP, GIF or TIFF")
+        raise UnsupportedMedia(f"{name} is {image.format}; send {SUPPORTED_NAMES}")
     width, height = image.size
     if width * height > max_pixels:
         raise PayloadTooLarge(
@@ -54,7 +62,18 @@ def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.I
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
-    return image.convert("RGB")
+    return upright(image).convert("RGB")
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image as a person sees it: a phone photo stored sideways with an EXIF orientation tag is
+    turned, so models and thumbnails never get it on its side."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
+        # a damaged EXIF block costs the orientation, not the photo
+        log.warning("EXIF orientation of a %s image unreadable, used as stored: %s", image.format, exc)
+        return image
 
 
 def decode_image_base64(data: str, *, max_pixels: int, name: str = "image") -> Image.Image:

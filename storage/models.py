@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 EMBEDDING_DIM = 512
 MEDIA_KINDS = ("image", "audio", "video", "json")
 MEDIA_STATES = ("queued", "processing", "ready", "degraded", "failed")
-JOB_STATES = ("queued", "running", "retrying", "done", "failed")
+JOB_STATES = ("queued", "running", "retrying", "done", "failed", "cancelled")
 
 
 def new_id() -> str:
@@ -58,6 +58,11 @@ class Media(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     degraded_reasons: Mapped[list[Any]] = mapped_column(default=list)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"), index=True)
+    # From the photo's EXIF (shared/exif.py), at upload; None when it does not say.
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    camera: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False

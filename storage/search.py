@@ -5,7 +5,7 @@ The functions take a session (tests and callers that tune it); `MediaSearch` run
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -21,6 +21,25 @@ MatchList = Literal["embedding", "transcript", "caption"]
 # pgvector's ceiling for hnsw.ef_search: an HNSW scan hands back at most this many candidates, so a
 # ranked list (and a page of it) reaches no deeper.
 MAX_RANKED_DEPTH = 1000
+EARTH_RADIUS_KM = 6371.0088  # the mean radius
+
+
+@dataclass(frozen=True)
+class Near:
+    """Within `km` of a point (great-circle distance); only items with a GPS position match."""
+
+    latitude: float
+    longitude: float
+    km: float
+
+    def clause(self) -> Any:
+        lat1, lat2 = func.radians(self.latitude), func.radians(Media.latitude)
+        half_dlat = func.radians(Media.latitude - self.latitude) / 2
+        half_dlon = func.radians(Media.longitude - self.longitude) / 2
+        haversine = func.power(func.sin(half_dlat), 2) + func.cos(lat1) * func.cos(lat2) * func.power(
+            func.sin(half_dlon), 2)
+        # LEAST: rounding can push the haversine a hair above 1, outside asin's domain
+        return 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(func.least(haversine, 1.0))) <= self.km
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,11 @@ class Filters:
     label: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # from the photo's EXIF: capture time, camera (any case, any part of "Make Model"), GPS position
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    camera: str | None = None
+    near: Near | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         if self.kind is not None:
@@ -39,6 +63,17 @@ class Filters:
             query = query.where(Media.created_at >= self.since)
         if self.until is not None:
             query = query.where(Media.created_at < self.until)
+        return self._apply_photo(query)
+
+    def _apply_photo(self, query: Select[Any]) -> Select[Any]:
+        if self.taken_after is not None:
+            query = query.where(Media.taken_at >= self.taken_after)
+        if self.taken_before is not None:
+            query = query.where(Media.taken_at < self.taken_before)
+        if self.camera is not None:
+            query = query.where(Media.camera.icontains(self.camera, autoescape=True))
+        if self.near is not None:
+            query = query.where(self.near.clause())
         return query
 
 
@@ -69,7 +104,7 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, l
     session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
     distance = ImageEmbedding.embedding.cosine_distance(vector).label("distance")
     query = _with_label(distance).join(ImageEmbedding, ImageEmbedding.media_id == Media.id)
-    query = Filters(None, filters.label, filters.since, filters.until).apply(query)
+    query = replace(filters, kind=None).apply(query)
     if filters.kind == "image":
         query = query.where(Media.parent_id.is_(None))
     elif filters.kind == "video":

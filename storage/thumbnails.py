@@ -10,8 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
+from shared.imaging import upright  # importing it also registers the HEIC/HEIF opener
 from storage.media_files import MediaStore
 
 SIZES = (64, 128, 256, 512, 1024)
@@ -52,11 +53,16 @@ class ThumbnailStore:
             raise
         return target
 
+    def delete(self, sha256: str) -> None:
+        """Every cached size of this file's thumbnail (the file itself is gone)."""
+        for size in SIZES:
+            self.path(sha256, size).unlink(missing_ok=True)
+
 
 def _thumbnail(source: Path, size: int) -> Image.Image:
     with Image.open(source) as opened:
         opened.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, far less memory for big photos
-        image = ImageOps.exif_transpose(opened)
+        image = upright(opened)
         image.thumbnail((size, size), Image.Resampling.LANCZOS)
         if image.mode in ("RGBA", "LA", "P"):
             image = image.convert("RGBA")

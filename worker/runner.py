@@ -18,7 +18,7 @@ from storage.runtime import Storage, open_storage
 from worker.metrics import WorkerMetrics
 from worker.model_client import ModelClient
 from worker.pipeline_runner import run_job
-from worker.pipelines.context import PermanentError, PipelineContext
+from worker.pipelines.context import JobStopped, PermanentError, PipelineContext
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("mediamesh.worker")
@@ -78,13 +78,18 @@ class Worker:
     def process(self, consumer: str, message_id: str, job_id: str, models: ModelClient) -> None:
         queue, jobs = self.storage.queue, self.storage.jobs
         job = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
-        if job is None:  # unknown or already final (e.g. acknowledged late): nothing to do
+        if job is None:  # unknown, cancelled, its media deleted, or already final: nothing to do
+            log.info("job %s skipped: gone, cancelled or already finished", job_id)
             queue.ack(message_id)
             return
         log.info("job %s (%s) attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
+
+        def report(progress: float, stage: str) -> None:
+            if not jobs.progress(job_id, progress, stage):
+                raise JobStopped(f"job {job_id} was cancelled or its media deleted; stopped before {stage}")
+
         ctx = PipelineContext(media=self.storage.media, clusters=self.storage.clusters, store=self.storage.store,
-                              models=models, settings=self.settings,
-                              report=lambda progress, stage: jobs.progress(job_id, progress, stage))
+                              models=models, settings=self.settings, report=report)
         def beat() -> None:
             queue.heartbeat(consumer, message_id)
             jobs.touch(job_id)
@@ -95,6 +100,11 @@ class Worker:
         try:
             with heartbeat:
                 result = run_job(ctx, job)
+        except JobStopped as exc:
+            log.info("%s", exc)
+            self.metrics.observe(job.kind, "cancelled", time.monotonic() - started)
+            queue.ack(message_id)
+            return
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("job %s attempt %d failed: %s", job_id, job.attempts, error, exc_info=True)
@@ -104,8 +114,8 @@ class Worker:
                 jobs.fail(job_id, error)
             else:
                 delay = backoff_delay(job.attempts, self.settings.backoff_base_s, self.settings.backoff_max_s)
-                jobs.retry_later(job_id, error, delay)
-                queue.schedule(job_id, delay)  # scheduled before the ack: a crash in between re-delivers
+                if jobs.retry_later(job_id, error, delay):  # not when cancelled or deleted meanwhile
+                    queue.schedule(job_id, delay)  # scheduled before the ack: a crash in between re-delivers
             queue.ack(message_id)
             return
         finally:

@@ -33,7 +33,7 @@ def accept_upload(storage: Storage, data: bytes, detected: Detected, original_na
         return _accepted(storage, existing, duplicate=True)
     _, path = storage.store.put(data)
     new = NewMedia(sha256=sha, kind=detected.kind, mime=detected.mime, size=len(data), path=path,
-                   original_name=_shown_name(original_name))
+                   original_name=_shown_name(original_name), photo=detected.photo)
     try:
         media, job = storage.media.add_with_ingest_job(new, max_attempts)
     except DuplicateMedia:  # the same bytes arrived concurrently and the other upload won

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 from typing import Annotated, Literal
@@ -23,7 +24,7 @@ log = logging.getLogger("mediamesh.cascade")
 
 
 async def _classify(request: Request, raw: bytes, variant: str | None, request_id: str | None,
-                    mode: str, image: str | None = None) -> ClassifyResponse:
+                    mode: str, image: str | None = None, keep_alive: float | None = None) -> ClassifyResponse:
     settings = request.app.state.settings
     # refuse bad images here, so a bad upload never reaches (or loads) a model; decoding blocks
     await run_in_threadpool(decode_image, raw, max_pixels=settings.max_image_pixels)
@@ -31,7 +32,7 @@ async def _classify(request: Request, raw: bytes, variant: str | None, request_i
     rid = request_id or hashlib.sha256(raw).hexdigest()[:16]
     name, chosen = store.pick(rid, variant)
     dispatcher: ServiceDispatcher = request.app.state.dispatcher
-    engine = CascadeEngine(dispatcher.post_json)
+    engine = CascadeEngine(functools.partial(dispatcher.post_json, keep_alive_s=keep_alive))
     image = image or base64.b64encode(raw).decode("ascii")
     answer = await engine.classify(image, chosen, variant_name=name, request_id=rid, mode=mode)
     if mode != "always":  # calibration's collection runs would skew the A/B counts
@@ -56,7 +57,7 @@ async def classify(body: ClassifyRequest, request: Request) -> ClassifyResponse:
     """The cascade: cnn, then CLIP re-ranking, then BLIP-2 for the least certain, with the trace."""
     raw = decode_base64(body.image)
     plain = body.image.split(",", 1)[1] if body.image.startswith("data:") else body.image
-    return await _classify(request, raw, body.variant, body.request_id, body.mode, plain)
+    return await _classify(request, raw, body.variant, body.request_id, body.mode, plain, body.keep_alive)
 
 
 @router.post("/v1/classify/upload", response_model=ClassifyResponse)
@@ -66,11 +67,12 @@ async def classify_upload(
     variant: Annotated[str | None, Form()] = None,
     request_id: Annotated[str | None, Form()] = None,
     mode: Annotated[Literal["auto", "always", "never"], Form()] = "auto",
+    keep_alive: Annotated[float | None, Form(allow_inf_nan=False)] = None,
 ) -> ClassifyResponse:
     raw = await file.read()
     if not raw:
         raise BadInput(f"uploaded file {file.filename!r} is empty")
-    return await _classify(request, raw, variant, request_id, mode)
+    return await _classify(request, raw, variant, request_id, mode, keep_alive=keep_alive)
 
 
 @router.get("/v1/cascade/config", response_model=CascadeConfig)

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 
+from shared.exif import PhotoFacts, read_photo_facts
 from shared.http.errors import BadInput, UnsupportedMedia
 from shared.imaging import decode_image
 
 IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
                b"GIF89a": "image/gif", b"BM": "image/bmp", b"II*\x00": "image/tiff", b"MM\x00*": "image/tiff"}
+# ISO base media files (like MP4) whose major brand says still image: HEIC/HEIF and AVIF photos.
+IMAGE_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"heim": "image/heic", b"heis": "image/heic",
+                b"mif1": "image/heif", b"msf1": "image/heif", b"avif": "image/avif", b"avis": "image/avif"}
 # Containers we recognise even when they are too damaged for PyAV to open: refuse those as 422, not 415.
 MEDIA_MAGIC = (b"RIFF", b"OggS", b"fLaC", b"ID3", b"\x1a\x45\xdf\xa3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
 AUDIO_MIME = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac",
               "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4", "matroska,webm": "audio/webm", "aac": "audio/aac"}
 VIDEO_MIME = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm", "avi": "video/x-msvideo",
               "mpegts": "video/mp2t", "ogg": "video/ogg"}
-SUPPORTED = ("an image (JPEG, PNG, WEBP, GIF, BMP, TIFF), audio (WAV, MP3, FLAC, OGG, M4A), "
+SUPPORTED = ("an image (JPEG, PNG, WEBP, GIF, BMP, TIFF, HEIC/HEIF, AVIF), audio (WAV, MP3, FLAC, OGG, M4A), "
              "video (MP4, WEBM, MKV, AVI) or JSON")
 
 
@@ -32,6 +36,7 @@ SUPPORTED = ("an image (JPEG, PNG, WEBP, GIF, BMP, TIFF), audio (WAV, MP3, FLAC,
 class Detected:
     kind: str
     mime: str
+    photo: PhotoFacts = field(default_factory=PhotoFacts)  # an image's EXIF capture time, camera, position
 
 
 def detect(data: bytes, *, max_image_pixels: int) -> Detected:
@@ -41,7 +46,7 @@ def detect(data: bytes, *, max_image_pixels: int) -> Detected:
     image_mime = _image_mime(head)
     if image_mime is not None:
         decode_image(data, max_pixels=max_image_pixels, name="the image")
-        return Detected("image", image_mime)
+        return Detected("image", image_mime, read_photo_facts(data))
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
         return Detected("json", _check_json(data))
     return _probe_av(data)
@@ -50,6 +55,8 @@ def detect(data: bytes, *, max_image_pixels: int) -> Detected:
 def _image_mime(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in IMAGE_BRANDS:
+        return IMAGE_BRANDS[head[8:12]]
     return next((mime for magic, mime in IMAGE_MAGIC.items() if head.startswith(magic)), None)
 
 

@@ -1,5 +1,6 @@
 """`POST /v1/media`, `POST /v1/media/{id}/reprocess`, `GET /v1/media` (the library, filtered and paged),
-`GET /v1/media/{id}` with its `/thumbnail` and `/file`, `GET /v1/jobs/{id}`.
+`GET`/`DELETE /v1/media/{id}`, its `/thumbnail` and `/file`; `GET /v1/jobs` (filtered and paged),
+`GET /v1/jobs/{id}` and `POST /v1/jobs/{id}/cancel`.
 
 Handlers are plain `def`: FastAPI runs them in its thread pool, so hashing, decoding, probing and the
 database never block the event loop.
@@ -10,21 +11,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from gateway.api.accept import accept_upload, enqueue_job
 from gateway.api.deps import SettingsDep, StorageDep
 from gateway.api.detect import detect
-from gateway.api.schemas import JobPublic, MediaDetail, MediaList, UploadAccepted
-from shared.http.errors import BadInput, NotFound, PayloadTooLarge
+from gateway.api.schemas import JobKind, JobList, JobPublic, JobState, MediaDetail, MediaList, UploadAccepted
+from shared.http.errors import BadInput, Conflict, NotFound, PayloadTooLarge
 from storage.models import Media
+from storage.repositories.jobs import JobFilters, JobFinished
 from storage.runtime import Storage
 from storage.search import Filters
 from storage.thumbnails import SIZES
 
 router = APIRouter(tags=["media"])
 CHUNK = 1024 * 1024
+RECORD_ID = r"^[0-9a-f]{32}$"  # storage.models.new_id
 
 
 def read_capped(upload: UploadFile, limit: int) -> bytes:
@@ -109,6 +112,46 @@ def get_file(media_id: str, storage: StorageDep) -> FileResponse:
 @router.get("/v1/media/{media_id}", response_model=MediaDetail)
 def get_media(media_id: str, storage: StorageDep) -> MediaDetail:
     return _detail(storage, media_id)
+
+
+@router.delete("/v1/media/{media_id}", status_code=204, response_class=Response)
+def delete_media(media_id: Annotated[str, Path(pattern=RECORD_ID)], storage: StorageDep) -> Response:
+    """Delete an item: its results, vectors, jobs and sampled frames, and its stored bytes and thumbnails
+    unless another record shares them. Its queued jobs are skipped and a running one stops at its next
+    stage. A second delete of the same id answers 404."""
+    unused = storage.media.remove(media_id)
+    if unused is None:
+        raise NotFound(f"no media with id {media_id} (deleted already?)")
+    for sha256 in unused:
+        if storage.media.by_sha256(sha256) is None:  # the same bytes uploaded again meanwhile keep their file
+            storage.store.delete(sha256)
+            storage.thumbnails.delete(sha256)
+    return Response(status_code=204)
+
+
+@router.get("/v1/jobs", response_model=JobList)
+def list_jobs(
+    storage: StorageDep, state: JobState | None = None, kind: JobKind | None = None,
+    media_id: Annotated[str | None, Query(pattern=RECORD_ID, description="Only this item's jobs.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> JobList:
+    """Jobs, newest first, filtered by state, kind and media item."""
+    page = storage.jobs.page(JobFilters(state, kind, media_id), limit=limit, offset=offset)
+    return JobList(items=[JobPublic.model_validate(job) for job in page.items], total=page.total,
+                   limit=limit, offset=offset)
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: Annotated[str, Path(pattern=RECORD_ID)], storage: StorageDep) -> JobPublic:
+    """Cancel a job: a queued (or retrying) one never runs, a running one stops at its next stage.
+    Cancelling a cancelled job answers it again; one that already ended (done, failed) is a 409."""
+    try:
+        job = storage.jobs.cancel(job_id)
+    except JobFinished as exc:
+        raise Conflict(f"job {job_id} has already ended ({exc.state}): there is nothing to cancel") from exc
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return JobPublic.model_validate(job)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobPublic)

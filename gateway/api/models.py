@@ -30,8 +30,10 @@ def model_status(registry: ServiceRegistry, slot: ModelSlot) -> ModelStatus:
         kind=record.endpoint.kind, url=record.endpoint.url, state=slot.state,
         reserved_bytes=slot.reserved if slot.state.value in ("loading", "loaded", "unloading") else 0,
         footprint_bytes=slot.footprint_bytes, estimated_bytes=slot.estimated_bytes, pinned=slot.pinned,
-        priority=slot.priority, in_flight=slot.in_flight, last_used=last_used,
-        expires_at=now + timedelta(seconds=expires) if expires is not None else None,
+        priority=slot.priority, in_flight=slot.in_flight, waiting=slot.waiting,
+        keep_alive=slot.keep_alive_s, last_used=last_used,
+        # a keep_alive of 1e300 s must not overflow the datetime: ~100 years is "not soon" enough
+        expires_at=now + timedelta(seconds=min(expires, 3e9)) if expires is not None else None,
         error=slot.error if slot.state.value in ("error", "down") else None,
     )
 

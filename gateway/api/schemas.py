@@ -11,6 +11,9 @@ from storage.models import Media
 from storage.repositories.clusters import ClusterView
 from storage.repositories.media import MediaPage, MediaRecord
 
+JobState = Literal["queued", "running", "retrying", "done", "failed", "cancelled"]  # storage.models.JOB_STATES
+JobKind = Literal["ingest", "cluster"]
+
 
 class UploadAccepted(BaseModel):
     job_id: str | None = Field(description="The ingest job (the existing one for a duplicate).")
@@ -29,7 +32,7 @@ class JobPublic(BaseModel):
     id: str
     kind: str
     media_id: str | None
-    state: Literal["queued", "running", "retrying", "done", "failed"]
+    state: JobState
     progress: float = Field(ge=0, le=1)
     stage: str | None
     attempts: int
@@ -38,6 +41,13 @@ class JobPublic(BaseModel):
     result: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+
+class JobList(BaseModel):
+    items: list[JobPublic]
+    total: int = Field(description="How many jobs match the filters, over all pages.")
+    limit: int
+    offset: int
 
 
 class FramePublic(BaseModel):
@@ -134,6 +144,8 @@ class SearchHit(BaseModel):
     start_s: float | None = Field(default=None, description="For a transcript match: where the segment that "
                                   "matches best starts, in seconds.")
     parent_id: str | None = Field(default=None, description="For a video frame: the video it came from.")
+    taken_at: datetime | None = Field(default=None, description="A photo's capture time, from its EXIF.")
+    camera: str | None = Field(default=None, description="A photo's camera (\"Make Model\"), from its EXIF.")
 
 
 class SearchResponse(BaseModel):

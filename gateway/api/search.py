@@ -10,7 +10,7 @@ the event loop.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -34,7 +34,8 @@ Kind = Literal["image", "audio", "video", "json"]
 def _hits(hits: list[search.Hit]) -> list[SearchHit]:
     return [SearchHit(media_id=hit.media.id, kind=hit.media.kind, mime=hit.media.mime,
                       created_at=hit.media.created_at, match=hit.match, score=hit.score, similarity=hit.similarity,
-                      label=hit.label, snippet=hit.snippet, start_s=hit.start_s, parent_id=hit.media.parent_id)
+                      label=hit.label, snippet=hit.snippet, start_s=hit.start_s, parent_id=hit.media.parent_id,
+                      taken_at=hit.media.taken_at, camera=hit.media.camera)
             for hit in hits]
 
 
@@ -42,10 +43,31 @@ async def _clip(dispatcher: ServiceDispatcher, path: str, payload: dict[str, obj
     return EmbedResponse.model_validate(await dispatcher.post_json("clip", path, payload))
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """EXIF times are stored in UTC when the photo gives no zone: a time without one is read the same way."""
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _near(near: str | None, within_km: float | None) -> search.Near | None:
+    if near is None and within_km is None:
+        return None
+    if near is None or within_km is None:
+        raise BadInput("`near` and `within_km` go together: e.g. near=48.8584,2.2945&within_km=5")
+    try:
+        latitude, longitude = (float(part) for part in near.split(","))
+    except ValueError as exc:
+        raise BadInput(f"`near` is `latitude,longitude` in decimal degrees (e.g. 48.8584,2.2945), "
+                       f"not {near!r}") from exc
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # also refuses nan
+        raise BadInput(f"`near` {near!r} is off the globe: latitude is within ±90, longitude within ±180")
+    return search.Near(latitude, longitude, within_km)
+
+
 def _check_depth(limit: int, offset: int) -> None:
     if limit + offset > search.MAX_RANKED_DEPTH:
         raise BadInput(f"ranked results reach {search.MAX_RANKED_DEPTH:,} deep and offset + limit is "
-                       f"{offset + limit:,}; narrow the search (kind, label, since, until) instead of paging further")
+                       f"{offset + limit:,}; narrow the search (kind, label, since, until, taken_after, camera, near) "
+                       "instead of paging further")
 
 
 def _clip_failure(exc: ServiceError) -> str:
@@ -60,6 +82,14 @@ async def search_media(
     kind: Kind | None = None,
     label: str | None = Query(None, max_length=200, description="Only items the cascade gave this label (any case)."),
     since: datetime | None = None, until: datetime | None = None,
+    taken_after: Annotated[datetime | None, Query(description="Photos taken at or after this time (EXIF; a time "
+                                                  "without a zone is UTC).")] = None,
+    taken_before: Annotated[datetime | None, Query(description="Photos taken before this time (EXIF).")] = None,
+    camera: str | None = Query(None, min_length=1, max_length=200, description="Photos whose EXIF camera "
+                               "(\"Make Model\") contains this, in any case."),
+    near: str | None = Query(None, max_length=100, description="`lat,lon` in decimal degrees: photos whose EXIF GPS "
+                             "position is within `within_km` of it."),
+    within_km: float | None = Query(None, gt=0, le=20_100, description="The radius for `near`, in km."),
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=10_000, description="Results to skip. With `q`, offset + limit ≤ 1000 (how deep "
                         "the ranking reaches); browsing without `q` pages to 10,000."),
@@ -67,8 +97,10 @@ async def search_media(
                                          "similarity; default GATEWAY_SEARCH_MIN_SIMILARITY (per model)."),
 ) -> SearchResponse:
     """With `q`: nearest images (CLIP), transcript and caption matches, one list ranked by reciprocal-rank
-    fusion. Without: the items matching the filters, newest first."""
-    filters = search.Filters(kind, label, since, until)
+    fusion. Without: the items matching the filters, newest first. The `taken_*`, `camera` and `near`
+    filters read a photo's EXIF: items without that metadata do not match them."""
+    filters = search.Filters(kind, label, since, until, taken_after=_aware(taken_after),
+                             taken_before=_aware(taken_before), camera=camera, near=_near(near, within_km))
     q = (q or "").strip() or None
     if q is None:
         browsed = await run_in_threadpool(storage.search.browse, filters, limit=limit, offset=offset)

@@ -23,9 +23,10 @@ from yarl import URL
 from gateway.dispatch.target import upstream_path, upstream_query
 from gateway.scheduler.directory import ServiceRegistry
 from gateway.scheduler.lifecycle_client import ServiceDown
-from shared.http.errors import ServiceError, error_detail
+from shared.http.errors import BadInput, ServiceError, error_detail
 
 FORWARD_REQUEST_HEADERS = ("content-type", "accept", "accept-language")
+KEEP_ALIVE_HEADER = "x-keep-alive"
 DROP_RESPONSE_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
 
 
@@ -81,14 +82,31 @@ class Target:
     query: str
 
 
+def keep_alive_header(headers: Mapping[str, str]) -> float | None:
+    """`X-Keep-Alive: 0|-1|<seconds>` as Ollama's `keep_alive`; 422 on anything else."""
+    raw = next((v for k, v in headers.items() if k.lower() == KEEP_ALIVE_HEADER), None)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadInput(f"X-Keep-Alive must be a number of seconds (0 unloads after the request, -1 keeps the "
+                       f"model loaded), got {raw[:40]!r}")
+    return value
+
+
 class Release:
-    def __init__(self, dispatcher: ServiceDispatcher, name: str, *, held: bool = True) -> None:
-        self.dispatcher, self.name, self.done = dispatcher, name, not held
+    def __init__(
+        self, dispatcher: ServiceDispatcher, name: str, *, held: bool = True, keep_alive_s: float | None = None
+    ) -> None:
+        self.dispatcher, self.name, self.done, self.keep_alive_s = dispatcher, name, not held, keep_alive_s
 
     async def __call__(self) -> None:
         if not self.done:
             self.done = True
-            await self.dispatcher.registry.budget.release(self.name)
+            await self.dispatcher.registry.budget.release(self.name, self.keep_alive_s)
 
 
 class ServiceDispatcher:
@@ -116,23 +134,25 @@ class ServiceDispatcher:
 
     async def open(
         self, name: str, path: str, *, content: bytes, headers: Mapping[str, str], query: str = "",
-        method: str = "POST",
+        method: str = "POST", keep_alive_s: float | None = None,
     ) -> Upstream:
         """Send one task call; the caller must read or close the answer (that releases the model).
 
         Only a configured service name gets through (404 naming the known ones), and the path and
         query are checked (400) before the model is held or anything is sent. A GET reads a
         service's state (`/v1/model`, OpenAI's `/v1/models`) and runs no model: it holds none.
+        `keep_alive_s` (else the X-Keep-Alive header) is how long the model stays loaded after.
         """
         record = self.registry.record(name)
         target = Target(method, upstream_path(path), upstream_query(query))
+        keep_alive_s = keep_alive_s if keep_alive_s is not None else keep_alive_header(headers)
         if method == "GET":
             return await self._send(name, target, content, headers, Release(self, name, held=False))
         if not record.up:
             await self.registry.refresh(name)  # its estimate is needed before the first load
         for attempt in range(2):
             await self.registry.budget.acquire(name)
-            release = Release(self, name)
+            release = Release(self, name, keep_alive_s=keep_alive_s)
             upstream = await self._send(name, target, content, headers, release)
             if upstream.status_code != 503 or attempt == 1:
                 return upstream
@@ -167,10 +187,13 @@ class ServiceDispatcher:
         record = await self.registry.refresh(name)
         return record.up and record.info is not None and record.info.state.value != "loaded"
 
-    async def post_json(self, name: str, path: str, payload: object) -> dict[str, object]:
+    async def post_json(
+        self, name: str, path: str, payload: object, *, keep_alive_s: float | None = None
+    ) -> dict[str, object]:
         """For the gateway's own calls (cascade, search): JSON in, JSON out, every failure a `ServiceError`."""
         upstream = await self.open(
-            name, path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+            name, path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"},
+            keep_alive_s=keep_alive_s,
         )
         try:
             body = await upstream.body()

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 
+from gateway.scheduler.idle import IdlePolicy
 from gateway.scheduler.slots import HOLDING, BudgetExceeded, LoadFailed, ModelBackend, ModelSlot, mb
 from shared.http.errors import Conflict, NotFound
 from shared.schemas.gateway import SlotState
@@ -26,14 +27,15 @@ log = logging.getLogger("mediamesh.budget")
 class MemoryBudget:
     def __init__(
         self, backend: ModelBackend, budget_bytes: int, *, room_timeout_s: float = 30.0,
-        idle_ttl_s: float | None = None, retry_after_s: int = 5,
+        idle_ttl_s: float | None = None, retry_after_s: int = 5, idle: IdlePolicy | None = None,
     ) -> None:
         if budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be positive, got {budget_bytes}; check budget and headroom")
         self.backend = backend
         self.budget_bytes = budget_bytes
         self.room_timeout_s = room_timeout_s
-        self.idle_ttl_s = idle_ttl_s
+        self.idle = idle or IdlePolicy(idle_ttl_s)
+        self._unloads: set[asyncio.Task[None]] = set()
         self.retry_after_s = retry_after_s
         self.slots: dict[str, ModelSlot] = {}
         self._changed = asyncio.Condition()
@@ -59,40 +61,53 @@ class MemoryBudget:
     # -- requests ---------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def use(self, name: str) -> AsyncIterator[ModelSlot]:
+    async def use(self, name: str, keep_alive_s: float | None = None) -> AsyncIterator[ModelSlot]:
         """Hold `name` loaded for one request (loading it, and making room, if needed)."""
         slot = await self.acquire(name)
         try:
             yield slot
         finally:
-            await self.release(name)
+            await self.release(name, keep_alive_s)
 
     async def acquire(self, name: str, timeout_s: float | None = None) -> ModelSlot:
         slot = self.slot(name)
         deadline = time.monotonic() + (self.room_timeout_s if timeout_s is None else timeout_s)
         async with self._changed:
-            while True:
-                if slot.state is SlotState.loaded:
-                    slot.in_flight += 1
-                    slot.last_used = time.monotonic()
-                    return slot
-                if slot.state in (SlotState.unloaded, SlotState.error, SlotState.down) and self._try_start_load(slot):
-                    continue  # now loading: wait for it like everyone else
-                if slot.state is SlotState.loading and slot.load_task is not None:
-                    task = slot.load_task
-                    self._changed.release()
-                    try:
-                        await asyncio.shield(task)
-                    finally:
-                        await self._changed.acquire()
-                    continue
-                await self._wait_for_change(slot, deadline)
+            slot.waiting += 1
+            try:
+                return await self._acquire_locked(slot, deadline)
+            finally:
+                slot.waiting -= 1
 
-    async def release(self, name: str) -> None:
+    async def _acquire_locked(self, slot: ModelSlot, deadline: float) -> ModelSlot:
+        while True:
+            if slot.state is SlotState.loaded:
+                slot.in_flight += 1
+                slot.last_used = time.monotonic()
+                return slot
+            if slot.state in (SlotState.unloaded, SlotState.error, SlotState.down) and self._try_start_load(slot):
+                continue  # now loading: wait for it like everyone else
+            if slot.state is SlotState.loading and slot.load_task is not None:
+                task = slot.load_task
+                self._changed.release()
+                try:
+                    await asyncio.shield(task)
+                finally:
+                    await self._changed.acquire()
+                continue
+            await self._wait_for_change(slot, deadline)
+
+    async def release(self, name: str, keep_alive_s: float | None = None) -> None:
+        """End one request; its `keep_alive_s` (see `idle.py`) sets how long the model stays loaded."""
         slot = self.slot(name)
         async with self._changed:
             slot.in_flight = max(slot.in_flight - 1, 0)
             slot.last_used = time.monotonic()
+            slot.keep_alive_s = self.idle.capped(keep_alive_s)
+            if slot.keep_alive_s == 0 and slot.evictable:
+                task = self._start_unload(slot)
+                self._unloads.add(task)  # keep a reference until it is done (asyncio holds only weak ones)
+                task.add_done_callback(self._unloads.discard)
             self._changed.notify_all()
 
     async def _wait_for_change(self, slot: ModelSlot, deadline: float) -> None:
@@ -229,9 +244,10 @@ class MemoryBudget:
         return slot
 
     def expires_in(self, slot: ModelSlot) -> float | None:
-        if self.idle_ttl_s is None or slot.pinned or slot.state is not SlotState.loaded or slot.in_flight:
+        ttl = self.idle.ttl_of(slot)
+        if ttl is None or slot.pinned or slot.state is not SlotState.loaded or slot.in_flight:
             return None
-        return max(self.idle_ttl_s - (time.monotonic() - slot.last_used), 0.0)
+        return max(ttl - (time.monotonic() - slot.last_used), 0.0)
 
     async def unload_idle(self) -> list[str]:
         """Unload models idle for longer than the time-to-live; returns their names."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import httpx
 
 from gateway.scheduler.budget import MemoryBudget
+from gateway.scheduler.idle import IdlePolicy
 from gateway.scheduler.lifecycle_client import LifecycleClient
 from gateway.scheduler.poller import HealthPoller
 from gateway.settings import GatewaySettings, ServiceEndpoint
@@ -47,7 +48,8 @@ class ServiceRegistry:
         self.records = {name: ServiceRecord(name, ep) for name, ep in settings.services.items()}
         self.budget = MemoryBudget(
             self, settings.usable_budget_bytes, room_timeout_s=settings.room_timeout_s,
-            idle_ttl_s=settings.idle_ttl_s, retry_after_s=settings.retry_after_s,
+            retry_after_s=settings.retry_after_s,
+            idle=IdlePolicy(settings.idle_ttl_s, dict(settings.idle_ttl_by_model), settings.max_keep_alive_s),
         )
         for name in self.records:
             self.budget.add(name, pinned=name in settings.pinned, priority=settings.priorities.get(name, 0))

@@ -46,6 +46,8 @@ class ModelSlot:
     state: SlotState = SlotState.unloaded
     reserved: int = 0
     in_flight: int = 0
+    waiting: int = 0  # requests waiting for this model to load (for memory, or for its load to finish)
+    keep_alive_s: float | None = None  # the last request's keep_alive (capped); None: the model's idle TTL
     last_used: float = field(default_factory=time.monotonic)
     error: str | None = None
     load_task: asyncio.Task[None] | None = None

@@ -26,7 +26,7 @@ from mediamesh.settings import CommandSettings
 from shared.cascade.config import CascadeVariant
 from shared.client import GatewayClient, GatewayError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 console = Console()
 
 

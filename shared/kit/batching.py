@@ -7,17 +7,29 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from shared.http.errors import Unavailable
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 RunBatch = Callable[[list[T]], Awaitable[Sequence[R]]]
 
 
+class QueueFull(Unavailable):
+    """503 + Retry-After: more items wait than `max_queue`; refusing beats queueing without limit."""
+
+    def __init__(self, waiting: int, asked: int, max_queue: int) -> None:
+        # a batch takes well under a second on the models served here: come back soon
+        super().__init__(f"busy: {waiting} item(s) already wait for a batch (at most {max_queue}), "
+                         f"no room for {asked} more; retry shortly", retry_after_s=1)
+
+
 class DynamicBatcher(Generic[T, R]):
     """Collects items into batches of at most `max_batch_size`, waiting at most `max_wait_s`.
 
     `run_batch` receives the items in arrival order and must return one result per item.
-    A failing batch fails every request in it with the same exception.
+    A failing batch fails every request in it with the same exception. At most `max_queue` items
+    wait (None: no limit); a submit that would pass it is refused whole with `QueueFull`.
     """
 
     def __init__(
@@ -27,11 +39,15 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int,
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
+        max_queue: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must be zero or more seconds, got {max_wait_s}")
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1 (or None for no limit), got {max_queue}")
+        self.max_queue = max_queue
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
@@ -39,15 +55,25 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
     async def submit(self, item: T) -> R:
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work())
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
-        return await future
+        return (await self.submit_many([item]))[0]
 
     async def submit_many(self, items: Sequence[T]) -> list[R]:
-        return list(await asyncio.gather(*(self.submit(item) for item in items)))
+        """Queue all of `items` or none (a request is never half-refused); one result per item."""
+        if self.max_queue is not None and self.waiting + len(items) > self.max_queue:
+            raise QueueFull(self.waiting, len(items), self.max_queue)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            futures.append(loop.create_future())
+            self._queue.put_nowait((item, futures[-1]))
+        return list(await asyncio.gather(*futures))
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

@@ -58,7 +58,8 @@ class ModelLifecycle(Generic[M]):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def batched(
-        self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int, max_wait_s: float
+        self, fn: Callable[[list[T]], Sequence[R]], *, max_batch_size: int, max_wait_s: float,
+        max_queue: int | None = None,
     ) -> DynamicBatcher[T, R]:
         """A batcher that runs the blocking `fn` on the inference pool and records batch sizes."""
 
@@ -66,7 +67,8 @@ class ModelLifecycle(Generic[M]):
             return await self.run(fn, items)
 
         return DynamicBatcher(
-            run_batch, max_batch_size=max_batch_size, max_wait_s=max_wait_s, on_batch=self.metrics.batch_size.observe
+            run_batch, max_batch_size=max_batch_size, max_wait_s=max_wait_s, on_batch=self.metrics.batch_size.observe,
+            max_queue=max_queue,
         )
 
     def batcher(self, batch: Batch[T, R]) -> DynamicBatcher[T, R]:
@@ -79,7 +81,7 @@ class ModelLifecycle(Generic[M]):
                                 f"derive it from shared.config.BatchSettings to serve the batch '{batch.name}'")
             model = self.model
             found = self.batched(lambda items: batch.fn(model, items), max_batch_size=settings.max_batch_size,
-                                 max_wait_s=settings.batch_timeout_ms / 1000)
+                                 max_wait_s=settings.batch_timeout_ms / 1000, max_queue=settings.max_queue)
             self._batchers[batch] = found
         return found
 

@@ -39,7 +39,9 @@ class ModelStatus(BaseModel):
     estimated_bytes: int = Field(default=0, description="Estimate from the weight files, used until the first load.")
     pinned: bool = False
     priority: int = 0
-    in_flight: int = 0
+    in_flight: int = Field(default=0, description="Requests holding this model now.")
+    waiting: int = Field(default=0, description="Requests waiting for it to load (for memory, or for the load).")
+    keep_alive: float | None = Field(default=None, description="The last request's keep_alive (capped), if any.")
     last_used: datetime | None = None
     expires_at: datetime | None = Field(default=None, description="When the idle time-to-live unloads it.")
     error: str | None = None
@@ -61,6 +63,11 @@ class ClassifyRequest(BaseModel):
     request_id: str | None = Field(default=None, description="Stable id for the A/B split; default the image's hash.")
     mode: Literal["auto", "always", "never"] = Field(
         default="auto", description="`always` runs every stage (calibration), `never` stops after the first."
+    )
+    keep_alive: float | None = Field(
+        default=None, allow_inf_nan=False, description="As Ollama's: seconds each stage's model stays loaded "
+        "after this request; 0 unloads it right after, -1 keeps it loaded (capped by GATEWAY_MAX_KEEP_ALIVE_S); "
+        "default: the model's idle time-to-live.",
     )
 
 

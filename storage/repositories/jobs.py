@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,28 @@ from sqlalchemy.orm import Session
 from storage.db import Database
 from storage.models import Job, Media
 
-FINAL_STATES = ("done", "failed")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+class JobFinished(Exception):
+    """The job already ended (done or failed): there is nothing left to cancel."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    state: str | None = None
+    kind: str | None = None
+    media_id: str | None = None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[Job]
+    total: int
 
 
 class JobRepository:
@@ -33,6 +55,38 @@ class JobRepository:
             job = Job(kind=kind, media_id=media_id, max_attempts=max_attempts, params=params)
             session.add(job)
         return job
+
+    def page(self, filters: JobFilters, *, limit: int, offset: int) -> JobPage:
+        """Jobs matching every filter given, newest first, one page of them and how many match."""
+        query = select(Job)
+        for column, value in ((Job.state, filters.state), (Job.kind, filters.kind), (Job.media_id, filters.media_id)):
+            if value is not None:
+                query = query.where(column == value)
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
+            return JobPage(list(rows), total)
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Mark the job cancelled (again: a no-op); None if unknown, JobFinished if it already ended.
+
+        A queued or retrying job is then skipped when delivered (`start`); a running one stops at its next
+        stage, when its progress report finds it no longer running (`progress`)."""
+        with self.db.session() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.state == "cancelled":
+                return job
+            if job.state in FINAL_STATES:
+                raise JobFinished(job.state)
+            job.state, job.stage, job.error = "cancelled", "cancelled", "cancelled on request"
+            media = session.get(Media, job.media_id) if job.media_id else None
+            if media is not None and media.status in ("queued", "processing"):
+                media.status = "failed"
+                media.degraded_reasons = [*media.degraded_reasons,
+                                          f"job {job_id} was cancelled; reprocess the item to run it"]
+            session.flush()
+            session.refresh(job)  # updated_at is set by the database
+            return job
 
     def delete(self, job_id: str) -> None:
         with self.db.session() as session:
@@ -71,26 +125,28 @@ class JobRepository:
             return list(session.scalars(select(Job.id).where(Job.state.in_(("queued", "retrying", "running")),
                                                              Job.updated_at < cutoff).limit(limit)))
 
-    def progress(self, job_id: str, progress: float, stage: str) -> None:
-        with self.db.session() as session:
-            session.execute(update(Job).where(Job.id == job_id)
-                            .values(progress=max(0.0, min(1.0, progress)), stage=stage))
+    def progress(self, job_id: str, progress: float, stage: str) -> bool:
+        """Record a running job's stage; False if it is no longer running (cancelled, or its media deleted)."""
+        return self._update_running(job_id, progress=max(0.0, min(1.0, progress)), stage=stage)
 
-    def finish(self, job_id: str, result: dict[str, Any]) -> None:
-        with self.db.session() as session:
-            session.execute(update(Job).where(Job.id == job_id)
-                            .values(state="done", progress=1.0, stage="done", error=None, result=result))
+    def finish(self, job_id: str, result: dict[str, Any]) -> bool:
+        return self._update_running(job_id, state="done", progress=1.0, stage="done", error=None, result=result)
 
-    def retry_later(self, job_id: str, error: str, delay_s: float) -> None:
+    def retry_later(self, job_id: str, error: str, delay_s: float) -> bool:
+        """False if the job is no longer running: then it must not be queued again."""
+        return self._update_running(job_id, state="retrying", stage=f"retrying in {delay_s:.1f}s", error=error)
+
+    def _update_running(self, job_id: str, **values: Any) -> bool:
+        # only a running job moves on: a cancel (or a delete of its media) in the meantime wins
         with self.db.session() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(
-                state="retrying", stage=f"retrying in {delay_s:.1f}s", error=error))
+            changed = session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values))
+            return bool(changed.rowcount)  # type: ignore[attr-defined]
 
     def fail(self, job_id: str, error: str) -> None:
         """The last attempt failed: a visible, final state; the media record says so too."""
         with self.db.session() as session:
             job = session.get(Job, job_id, with_for_update=True)
-            if job is None:
+            if job is None or job.state != "running":
                 return
             job.state, job.stage, job.error = "failed", "failed", error
             if job.media_id:

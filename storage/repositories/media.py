@@ -7,13 +7,14 @@ duplicates results.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from shared.exif import PhotoFacts
 from shared.schemas.blip2 import AnalyzeImageResponse
 from shared.schemas.gateway import ClassifyResponse
 from shared.schemas.llm import JsonSchemaAnalysis
@@ -46,6 +47,7 @@ class NewMedia:
     size: int
     path: str
     original_name: str | None = None
+    photo: PhotoFacts = field(default_factory=PhotoFacts)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,28 @@ class MediaRepository:
         """The row and (by cascade) its results and jobs."""
         with self.db.session() as session:
             session.execute(delete(Media).where(Media.id == media_id))
+
+    def remove(self, media_id: str) -> list[str] | None:
+        """Delete an item with everything that hangs off it: results, vectors, jobs, cluster memberships
+        (all by cascade) and the frames it sampled, except frames another video also sampled (they move to
+        that video). None if there is no such item; else the content hashes no record points at any more,
+        whose files (and thumbnails) the caller deletes once this has committed."""
+        with self.db.session() as session:
+            if session.get(Media, media_id, with_for_update=True) is None:
+                return None
+            shared = session.execute(
+                select(VideoFrame.frame_media_id, func.min(VideoFrame.media_id))
+                .join(Media, Media.id == VideoFrame.frame_media_id)
+                .where(Media.parent_id == media_id, VideoFrame.media_id != media_id)
+                .group_by(VideoFrame.frame_media_id)).all()
+            for frame_id, other_video in shared:
+                session.execute(update(Media).where(Media.id == frame_id).values(parent_id=other_video))
+            doomed = session.execute(select(Media.id, Media.sha256)
+                                     .where((Media.id == media_id) | (Media.parent_id == media_id))).all()
+            session.execute(delete(Media).where(Media.id.in_([row.id for row in doomed])))
+            hashes = {row.sha256 for row in doomed}
+            still_used = set(session.scalars(select(Media.sha256).where(Media.sha256.in_(hashes))))
+            return sorted(hashes - still_used)
 
     def set_outcome(self, media_id: str, reasons: list[str]) -> None:
         with self.db.session() as session:
@@ -212,7 +236,9 @@ class MediaRepository:
 
 def _media_row(new: NewMedia, *, status: str, parent_id: str | None = None) -> Media:
     return Media(sha256=new.sha256, kind=new.kind, mime=new.mime, size=new.size, path=new.path,
-                 original_name=new.original_name, status=status, parent_id=parent_id, degraded_reasons=[])
+                 original_name=new.original_name, status=status, parent_id=parent_id, degraded_reasons=[],
+                 taken_at=new.photo.taken_at, camera=new.photo.camera, latitude=new.photo.latitude,
+                 longitude=new.photo.longitude)
 
 
 def _replace(session: Session, model: Any, media_id: str, row: Any) -> None:

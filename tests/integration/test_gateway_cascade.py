@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +228,19 @@ def test_calibrate_replays_the_cascade_tunes_confirms_and_applies(gw: httpx.Clie
     unmet = CliRunner().invoke(app, [*args[:2], "--target", "escalation<=0.1", "--target", "accuracy>=0.9",
                                      "--url", gateway.url, "--out", str(tmp_path / "out2")])
     assert unmet.exit_code == 1 and "no setting meets" in unmet.output
+
+
+def test_keep_alive_reaches_every_model_the_cascade_calls(gw: httpx.Client) -> None:
+    answer = gw.post("/v1/classify", json={"image": RED, "keep_alive": 0})
+    assert answer.status_code == 200 and [s["stage"] for s in answer.json()["trace"]["stages"]] == ["cnn", "clip"]
+
+    def unloaded() -> bool:
+        states = {m["id"]: m["state"] for m in gw.get("/v1/models").json()["data"]}
+        return states["cnn"] == states["clip"] == "unloaded"
+
+    deadline = time.monotonic() + 2.0  # well before an idle time-to-live could have done it
+    while not unloaded():
+        assert time.monotonic() < deadline, "keep_alive 0 did not unload the cascade's models"
+        time.sleep(0.05)
+    refused = gw.post("/v1/classify", json={"image": RED, "keep_alive": "soon"})
+    assert refused.status_code == 422

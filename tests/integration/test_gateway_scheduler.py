@@ -75,8 +75,12 @@ def wait_until(check: object, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def predict(client: httpx.Client, name: str, x: float, hold_s: float = 0.0) -> httpx.Response:
-    return client.post(f"/v1/services/{name}/v1/predict", json={"x": x, "hold_s": hold_s})
+def predict(client: httpx.Client, name: str, x: float, hold_s: float = 0.0, **headers: str) -> httpx.Response:
+    return client.post(f"/v1/services/{name}/v1/predict", json={"x": x, "hold_s": hold_s}, headers=headers)
+
+
+def model(client: httpx.Client, name: str) -> dict[str, object]:
+    return next(m for m in client.get("/v1/models").json()["data"] if m["id"] == name)
 
 
 def test_loads_on_demand_and_reports_measured_footprint(gw: httpx.Client, mesh: dict[str, ServiceProcess]) -> None:
@@ -119,6 +123,33 @@ def test_in_flight_requests_are_never_cut_and_a_request_without_room_gets_503(gw
     assert 1.2 < waited < 2.9  # waited for room (room timeout 1.5 s), then gave up before the holders finished
     assert states(gw)["c"] == "unloaded"
     assert predict(gw, "c", 1).json() == {"y": 3.0}  # once a and b are idle, c gets their memory
+
+
+def test_waiting_and_in_flight_requests_are_shown_per_model(gw: httpx.Client) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        slow = [pool.submit(predict, gw, name, 2, 2.5) for name in "ab"]
+        wait_until(lambda: model(gw, "a")["in_flight"] == model(gw, "b")["in_flight"] == 1)
+        waiting = pool.submit(predict, gw, "c", 1)  # no room while a and b are busy: it waits for memory
+        wait_until(lambda: model(gw, "c")["waiting"] == 1)
+        c = model(gw, "c")
+        assert c["state"] == "unloaded" and c["in_flight"] == 0
+        assert model(gw, "a")["waiting"] == 0
+        assert waiting.result().status_code == 503 and [f.result().json() for f in slow] == [{"y": 5.0}] * 2
+    assert model(gw, "c")["waiting"] == 0 and model(gw, "a")["in_flight"] == 0
+
+
+def test_keep_alive_zero_unloads_right_after_and_minus_one_keeps_it(
+    gw: httpx.Client, mesh: dict[str, ServiceProcess]
+) -> None:
+    assert predict(gw, "a", 4, **{"X-Keep-Alive": "0"}).json() == {"y": 9.0}
+    wait_until(lambda: states(gw)["a"] == "unloaded", timeout_s=1.0)  # well before the next poll's TTL check
+    assert httpx.get(mesh["a"].url + "/v1/model").json()["state"] == "unloaded"
+    assert predict(gw, "b", 1, **{"X-Keep-Alive": "-1"}).status_code == 200
+    b = model(gw, "b")
+    assert b["state"] == "loaded" and b["keep_alive"] == -1 and b["expires_at"] is None
+    assert predict(gw, "b", 1).status_code == 200 and model(gw, "b")["expires_at"] is not None  # back to the TTL
+    refused = predict(gw, "b", 1, **{"X-Keep-Alive": "soon"})
+    assert refused.status_code == 422 and "X-Keep-Alive" in refused.json()["detail"]
 
 
 def test_concurrent_requests_keep_the_budget(gw: httpx.Client) -> None:
@@ -190,3 +221,40 @@ def test_killed_service_is_detected_and_a_restarted_one_resynchronised(tmp_path:
     finally:
         gateway.stop()
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """`short` has its own 0.5 s idle TTL; `busy` takes 0.6 s per batch of one and queues at most one."""
+    logs = tmp_path_factory.mktemp("pair")
+    short = linear("short", MB, logs)
+    busy = ServiceProcess(LINEAR, {"LINEAR_NAME": "busy", "LINEAR_BALLAST_FLOATS": str(MB),
+                                   "LINEAR_MODEL_PATH": str(logs), "LINEAR_MAX_BATCH_SIZE": "1",
+                                   "LINEAR_MAX_QUEUE": "1", "LINEAR_PREDICT_DELAY_S": "0.6"}, logs / "busy.log")
+    started = [short.start(), busy.start()]
+    try:
+        env = gateway_env({"short": short, "busy": busy}, 50 * MB, GATEWAY_IDLE_TTL_S="60",
+                          GATEWAY_IDLE_TTL_BY_MODEL='{"short": 0.5}')
+        started.append(ServiceProcess(GATEWAY, env, logs / "gateway.log").start())
+        with httpx.Client(base_url=started[-1].url, timeout=30) as client:
+            yield client
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+def test_a_per_model_ttl_unloads_that_model_and_not_another(pair: httpx.Client) -> None:
+    assert predict(pair, "short", 1).status_code == predict(pair, "busy", 1).status_code == 200
+    wait_until(lambda: states(pair)["short"] == "unloaded", timeout_s=3.0)
+    assert states(pair)["busy"] == "loaded" and model(pair, "busy")["expires_at"] is not None
+
+
+def test_a_full_batch_queue_answers_503_with_retry_after(pair: httpx.Client) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: predict(pair, "busy", i), range(4)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 200, 503, 503], codes  # one batch running, one queued, the rest refused
+    for refused in (r for r in answers if r.status_code == 503):
+        assert refused.headers["Retry-After"] == "1" and "at most 1" in refused.json()["detail"]
+    assert all(r.json() == {"y": 2 * i + 1} for i, r in enumerate(answers) if r.status_code == 200)
+    assert predict(pair, "busy", 4).json() == {"y": 9.0}  # and served again once the queue drains

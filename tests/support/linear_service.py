@@ -27,6 +27,7 @@ class LinearSettings(ImageInputSettings, BatchSettings):
     model_config = SettingsConfigDict(env_prefix="LINEAR_", extra="ignore")
     name: str = "linear"
     load_delay_s: float = 0.0
+    predict_delay_s: float = 0.0  # per batch, on the inference thread: lets a batcher's queue fill
     fail_load: bool = False
     ballast_floats: int = 1_000_000  # memory the loaded model holds, in float32s
 
@@ -67,6 +68,7 @@ class LinearModel(ServedModel):
 
     def predict(self, xs: list[float]) -> list[float]:
         assert self.linear is not None
+        time.sleep(self.settings.predict_delay_s)
         with torch.no_grad():
             return self.linear(torch.tensor(xs).unsqueeze(1)).squeeze(1).tolist()
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.kit.batching import DynamicBatcher
+from shared.kit.batching import DynamicBatcher, QueueFull
 
 
 class Recorder:
@@ -115,3 +115,26 @@ async def test_cancelled_requests_are_not_run() -> None:
 def test_bad_arguments_are_refused_with_a_reason(size: int, wait: float, phrase: str) -> None:
     with pytest.raises(ValueError, match=phrase):
         DynamicBatcher(Recorder(), max_batch_size=size, max_wait_s=wait)
+
+
+async def test_a_full_queue_refuses_with_503_and_retry_after() -> None:
+    gate = asyncio.Event()
+
+    async def blocked(items: list[int]) -> list[int]:
+        await gate.wait()
+        return items
+
+    batcher = DynamicBatcher(blocked, max_batch_size=1, max_wait_s=0, max_queue=2)
+    running = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.01)  # the worker took item 0: it is running, no longer waiting
+    queued = asyncio.create_task(batcher.submit_many([1, 2]))
+    await asyncio.sleep(0.01)
+    assert batcher.waiting == 2
+    with pytest.raises(QueueFull) as refused:
+        await batcher.submit(3)
+    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+    assert "at most 2" in refused.value.detail
+    gate.set()
+    assert await running == 0 and await queued == [1, 2]
+    assert await batcher.submit(4) == 4  # room again
+    await batcher.close()

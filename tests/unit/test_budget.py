@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
+from gateway.api.models import model_status
 from gateway.scheduler.budget import MemoryBudget
+from gateway.scheduler.directory import ServiceRegistry
+from gateway.scheduler.idle import IdlePolicy
 from gateway.scheduler.slots import BudgetExceeded, LoadFailed
+from gateway.settings import GatewaySettings
 from shared.http.errors import Conflict
 from shared.schemas.gateway import SlotState
 
@@ -40,7 +45,7 @@ class FakeBackend:
         self.loaded.pop(name, None)
 
 
-def make(budget_bytes: int = 100, delay_s: float = 0.0, **kwargs: float) -> tuple[MemoryBudget, FakeBackend]:
+def make(budget_bytes: int = 100, delay_s: float = 0.0, **kwargs: Any) -> tuple[MemoryBudget, FakeBackend]:
     backend = FakeBackend(delay_s=delay_s)
     budget = MemoryBudget(backend, budget_bytes, room_timeout_s=kwargs.pop("room_timeout_s", 0.3), **kwargs)
     backend.budget = budget
@@ -211,3 +216,65 @@ async def test_model_loaded_behind_our_back_is_counted_or_unloaded() -> None:
     await budget.observe("b", "loaded", footprint_bytes=60)
     await asyncio.sleep(0.01)
     assert "b" not in backend.loaded and budget.reserved_bytes == 60
+
+
+async def test_a_per_model_ttl_unloads_that_model_and_not_another() -> None:
+    budget, _ = make(idle=IdlePolicy(60, {"a": 0.05, "c": None}))
+    for name in "abc":
+        budget.add(name, estimated_bytes=20)
+        await budget.load(name)
+    assert budget.expires_in(budget.slots["c"]) is None  # null: never
+    await asyncio.sleep(0.1)
+    assert await budget.unload_idle() == ["a"]
+    assert [budget.slots[n].state for n in "abc"] == [SlotState.unloaded, SlotState.loaded, SlotState.loaded]
+
+
+async def test_keep_alive_zero_unloads_right_after_the_last_request() -> None:
+    budget, backend = make(idle_ttl_s=60)
+    budget.add("a", estimated_bytes=40)
+    async with budget.use("a", keep_alive_s=0):
+        async with budget.use("a", keep_alive_s=0):
+            pass
+        assert budget.slots["a"].state is SlotState.loaded  # one still in flight: never cut
+    await asyncio.sleep(0.01)
+    assert budget.slots["a"].state is SlotState.unloaded and backend.calls == [("load", "a"), ("unload", "a")]
+    assert budget.reserved_bytes == 0
+
+
+async def test_keep_alive_sets_the_ttl_until_the_next_request_and_is_capped() -> None:
+    budget, _ = make(idle_ttl_s=0.05)
+    budget.add("a", estimated_bytes=40)
+    async with budget.use("a", keep_alive_s=-1):
+        pass
+    assert budget.expires_in(budget.slots["a"]) is None  # kept loaded
+    await asyncio.sleep(0.1)
+    assert await budget.unload_idle() == []
+    async with budget.use("a"):  # no keep_alive: back to the model's own TTL
+        pass
+    await asyncio.sleep(0.1)
+    assert await budget.unload_idle() == ["a"]
+
+    capped, _ = make(idle=IdlePolicy(600, max_keep_alive_s=30))
+    capped.add("b", estimated_bytes=40)
+    for asked, kept in ((-1, 30), (3600, 30), (10, 10), (None, None)):
+        async with capped.use("b", keep_alive_s=asked):
+            pass
+        assert capped.slots["b"].keep_alive_s == kept
+
+
+async def test_requests_waiting_for_a_load_are_counted() -> None:
+    budget, _ = make(delay_s=0.1)
+    budget.add("a", estimated_bytes=40)
+    waiters = [asyncio.create_task(budget.load("a")) for _ in range(3)]
+    await asyncio.sleep(0.03)
+    assert budget.slots["a"].waiting == 3 and budget.slots["a"].in_flight == 0
+    await asyncio.gather(*waiters)
+    assert budget.slots["a"].waiting == 0
+
+
+async def test_a_huge_keep_alive_is_reported_without_overflow() -> None:
+    registry = ServiceRegistry(GatewaySettings(services={"a": "http://127.0.0.1:9"}, storage_enabled=False))
+    slot = registry.budget.slots["a"]
+    slot.state, slot.keep_alive_s = SlotState.loaded, 1e300
+    assert model_status(registry, slot).expires_at is not None
+    await registry.lifecycle.close()

@@ -47,8 +47,8 @@ class BudgetMachine(RuleBasedStateMachine):
     def request(self, name: str) -> None:
         self.holders.append(self.spawn(self.budget.acquire(name)))
 
-    @rule(index=st.integers(0, 1000))
-    def finish_request(self, index: int) -> None:
+    @rule(index=st.integers(0, 1000), keep_alive=st.sampled_from([None, 0.0, -1.0, 0.01]))
+    def finish_request(self, index: int, keep_alive: float | None) -> None:
         # drawn independently of timing (which request is done varies run to run; hypothesis needs
         # the same draws on replay): pick one, release it if it got the model, forget it if it failed
         if not self.holders:
@@ -58,7 +58,8 @@ class BudgetMachine(RuleBasedStateMachine):
             return
         self.holders.remove(task)
         if not task.exception():
-            self.spawn(self.budget.release(task.result().name))  # type: ignore[attr-defined]
+            # keep_alive 0 starts an unload from inside release: it must not break the budget either
+            self.spawn(self.budget.release(task.result().name, keep_alive))  # type: ignore[attr-defined]
 
     @rule(name=names)
     def manual_load(self, name: str) -> None:
@@ -94,6 +95,10 @@ class BudgetMachine(RuleBasedStateMachine):
     @invariant()
     def reservations_fit_the_budget(self) -> None:
         assert self.budget.reserved_bytes <= BUDGET, self.budget.slots
+
+    @invariant()
+    def waiting_and_in_flight_counts_are_never_negative(self) -> None:
+        assert all(s.waiting >= 0 and s.in_flight >= 0 for s in self.budget.slots.values())
 
     @invariant()
     def every_loaded_model_is_accounted_for(self) -> None:

@@ -29,6 +29,10 @@ class PermanentError(Exception):
     """The job cannot succeed however often it runs (its input is gone or unusable): fail it at once."""
 
 
+class JobStopped(Exception):
+    """The job was cancelled, or its media item deleted, while it ran: stop at this stage, record nothing."""
+
+
 @dataclass
 class Outcome:
     """What a pipeline computed and what it could not (each reason names the service and why)."""
