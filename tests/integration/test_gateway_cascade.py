@@ -231,6 +231,9 @@ def test_calibrate_replays_the_cascade_tunes_confirms_and_applies(gw: httpx.Clie
 
 
 def test_keep_alive_reaches_every_model_the_cascade_calls(gw: httpx.Client) -> None:
+    cnn_then_clip = {"stages": [{"kind": "cnn", "service": "cnn", "escalate": {"threshold": 1.0}},
+                                {"kind": "clip", "service": "clip"}]}
+    assert gw.put("/v1/cascade/config", json={"variants": {"a": cnn_then_clip}}).status_code == 200
     answer = gw.post("/v1/classify", json={"image": RED, "keep_alive": 0})
     assert answer.status_code == 200 and [s["stage"] for s in answer.json()["trace"]["stages"]] == ["cnn", "clip"]
 
