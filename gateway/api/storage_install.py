@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from gateway.api import clusters, media, search
+from gateway.api.url_guard import RejectNulInUrl
 from gateway.settings import GatewaySettings
-from shared.http.text_guard import RejectNulInUrl
 from shared.schemas.gateway import DependencyHealth
 from storage.runtime import Storage, open_storage
 
