@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := espeak-ng docker-compose chromium
 
-.PHONY: up test lint bench install install-dev system-deps clean
+.PHONY: up test lint bench install install-dev system-deps helm clean
 
 up: install
 	$(BIN)/mediamesh up
 
-test: install-dev system-deps
+test: install-dev system-deps helm
 	$(BIN)/python -m pytest
 
 # ruff, mypy, and the import-linter contracts in pyproject.toml (which package may import which).
@@ -45,6 +45,10 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
+
+# helm for the chart's tests (tests/integration/test_helm_chart.py): .tools/bin/helm unless one is on the PATH.
+helm:
+	tools/fetch-helm.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

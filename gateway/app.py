@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import cascade_report, health
+from gateway.api import cascade_report, heads, health
 from gateway.api import models as model_routes
 from gateway.api import openai as openai_routes
 from gateway.api.classify import router as cascade_router
@@ -59,13 +59,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.cascade_metrics = CascadeMetrics(install_metrics(app, registry.budget).registry)
     # the OpenAI-compatible API (chat, completions, audio, embeddings) sits beside the gateway's own
     for router in (health.router, model_routes.router, openai_routes.router, proxy.router, cascade_router,
-                   cascade_report.router):
+                   cascade_report.router, heads.router):
         app.include_router(router)
     if settings.storage_enabled:
         install_storage(app, settings)  # media / jobs / search / clusters routers and their health checks
     web_paths = install_web(app)  # the web app at `/`: its page and assets open, its API calls keyed
     # added last, so outermost: oversized or unauthenticated requests are refused before anything else runs
-    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_in_memory_bytes,
+                       path_limits={"/v1/media": settings.max_upload_bytes})
     if settings.api_key is not None:
         app.add_middleware(ApiKeyGuard, api_key=settings.api_key.get_secret_value(),
                            open_paths=OPEN_PATHS | web_paths)

@@ -19,7 +19,7 @@ class BudgetCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         budget = self.budget
-        yield GaugeMetricFamily("mediamesh_budget_bytes", "Usable memory budget", value=budget.budget_bytes)
+        yield GaugeMetricFamily("mediamesh_budget_bytes", "Usable memory budget", value=budget.total_budget_bytes)
         yield GaugeMetricFamily("mediamesh_budget_reserved_bytes", "Bytes held by models", value=budget.reserved_bytes)
         loaded = GaugeMetricFamily("mediamesh_model_reserved_bytes", "Bytes held per model", labels=["model"])
         in_flight = GaugeMetricFamily("mediamesh_model_in_flight", "Requests holding each model", labels=["model"])

@@ -44,7 +44,13 @@ class GatewaySettings(BaseSettings):
     )
     budget_bytes: int = Field(default=6 * GIB, gt=0, description="Memory the loaded models may use together.")
     headroom_bytes: int = Field(
-        default=512 * 1024**2, ge=0, description="Kept free for activations and the CUDA context."
+        default=512 * 1024**2, ge=0, description="Kept free for activations during inference. Where NVML measures "
+        "the services (a GPU), each process's CUDA context is counted in its own figure; without NVML the "
+        "headroom must also cover the contexts, one per service process that has touched the GPU.",
+    )
+    reconcile_margin_bytes: int = Field(
+        default=256 * 1024**2, ge=0, description="When the GPU's used memory (NVML) and the budget's accounting "
+        "differ by more, /v1/models and /v1/health say so (another program is using the card, or a figure is off).",
     )
     pinned: list[str] = Field(default_factory=list, description="Loaded at start, never evicted.")
     priorities: dict[str, int] = Field(default_factory=dict, description="Lower is evicted first; default 0.")
@@ -64,7 +70,22 @@ class GatewaySettings(BaseSettings):
     request_timeout_s: float = Field(default=300.0, gt=0, description="How long a proxied task call may take.")
     poll_interval_s: float = Field(default=5.0, gt=0, description="Health polling of the services.")
     retry_after_s: int = Field(default=5, ge=1)
-    max_upload_bytes: int = Field(default=25 * 1024**2, gt=0, description="Largest request body (uploads).")
+    device_budgets: dict[str, int] = Field(
+        default_factory=dict, description='JSON map device → its budget in bytes, for devices whose memory differs '
+        'from GATEWAY_BUDGET_BYTES (the headroom is kept on each). A device is named as /v1/models shows it: '
+        '"<node>/<GPU UUID>", or "<node>/cpu": {"gpu1/GPU-8f3c…": 24000000000}.',
+    )
+    lease_ttl_s: float = Field(
+        default=15.0, gt=0, description="How long the budget ledger keeps a reservation of a gateway that stopped "
+        "renewing it (it died); a live gateway renews every third of this.",
+    )
+    max_upload_bytes: int = Field(
+        default=2 * GIB, gt=0, description="Largest upload to POST /v1/media (streamed to disk, never held whole)."
+    )
+    max_in_memory_bytes: int = Field(
+        default=100 * 1024**2, gt=0, description="Largest body of every other request, and largest image or JSON "
+        "upload (those are decoded whole).",
+    )
     max_image_pixels: int = Field(default=40_000_000, gt=0, description="Larger images are refused (413).")
     cascade_config: Path | None = Field(default=None, description="JSON file with the cascade configuration.")
     storage_enabled: bool = Field(
@@ -121,12 +142,25 @@ class GatewaySettings(BaseSettings):
     def usable_budget_bytes(self) -> int:
         return self.budget_bytes - self.headroom_bytes
 
+    @property
+    def usable_device_budgets(self) -> dict[str, int]:
+        return {device: budget - self.headroom_bytes for device, budget in self.device_budgets.items()}
+
+    @property
+    def ledger_namespace(self) -> str:
+        """The ledger's Redis keys sit beside the job stream's, so meshes sharing one Redis stay apart."""
+        return f"{self.connections.queue_name}:ledger"
+
     @model_validator(mode="after")
     def _check_names(self) -> GatewaySettings:
         if self.usable_budget_bytes <= 0:
             raise ValueError(
                 f"headroom ({self.headroom_bytes:,} B) leaves no budget of {self.budget_bytes:,} B; lower it"
             )
+        for device, budget in self.usable_device_budgets.items():
+            if budget <= 0:
+                raise ValueError(f"GATEWAY_DEVICE_BUDGETS: headroom ({self.headroom_bytes:,} B) leaves no budget of "
+                                 f"device {device!r}; raise its budget or lower the headroom")
         for what, names in (("pinned", self.pinned), ("priorities", list(self.priorities)),
                             ("idle_ttl_by_model", list(self.idle_ttl_by_model))):
             unknown = sorted(set(names) - set(self.services))

@@ -36,6 +36,7 @@ class HubSettings(BaseSettings):
     blip2_model_id: str = SERVICES["blip2"].hub_id
     whisper_model_id: str = SERVICES["whisper"].hub_id
     llm_model_id: str = SERVICES["llm"].hub_id
+    detector_model_id: str = SERVICES["detector"].hub_id
     hub_endpoint: str = Field(default="https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
     hub_offline: bool = Field(default=False, validation_alias=AliasChoices("HF_HUB_OFFLINE"))
     hub_timeout_s: float = Field(default=5.0, gt=0, description="Connect/read timeout of the reachability check.")

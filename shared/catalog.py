@@ -1,4 +1,4 @@
-"""The five model services: ports, apps, the real model each pulls and the tiny one built offline.
+"""The model services: ports, apps, the real model each pulls and the tiny one built offline.
 
 The one place that names them; the launcher, the gateway's default registry, the models
 command and the compose tests all read it.
@@ -61,6 +61,7 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("llm", 8003, "microsoft/Phi-3.5-mini-instruct", "JSON analysis, cluster enrichment, chat"),
         ServiceSpec("cnn", 8004, "microsoft/resnet-50", "fast image classifier (your fine-tuned CNN)"),
         ServiceSpec("clip", 8005, "openai/clip-vit-base-patch32", "image/text embeddings, zero-shot"),
+        ServiceSpec("detector", 8006, "PekingU/rtdetr_r18vd", "object boxes (RT-DETR; OWLv2 for text queries)"),
     )
 }
 

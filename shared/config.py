@@ -2,11 +2,13 @@
 
 Every environment variable is read by exactly one class: `MEDIAMESH_HOME` here in `HomeSettings`,
 `DATABASE_URL`/`REDIS_URL`/`MEDIAMESH_QUEUE`/`MEDIAMESH_MEDIA_DIR` in `ConnectionSettings`, and
-`GATEWAY_URL`/`GATEWAY_API_KEY` in `GatewayAccess`; a process nests these as fields of its own class.
+`GATEWAY_URL`/`GATEWAY_API_KEY` in `GatewayAccess`, `MEDIAMESH_NODE` in `ServiceSettings`; a process nests
+these as fields of its own class.
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +30,11 @@ class HomeSettings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def heads_dir(self) -> Path:
+        """Trained CLIP heads: `mediamesh train-head` writes them, the clip service serves them."""
+        return self.home / "heads"
 
 
 def mediamesh_home() -> Path:
@@ -76,6 +83,11 @@ class GatewayAccess(BaseSettings):
         return {"Authorization": f"Bearer {self.api_key.get_secret_value()}"} if self.api_key else {}
 
 
+# `<P>UNLOAD_MODE=restart`: a service's process ends with this code once unloaded; the launcher restarts it at
+# once (without counting a crash), compose's restart policy does too. 75 is EX_TEMPFAIL: "try again".
+RESTART_EXIT_CODE = 75
+
+
 class ServiceSettings(BaseSettings):
     """The settings every model service reads. A service's class adds the mixins it uses
     (`ImageInputSettings`, `BatchSettings`, `QuantizationSettings`) and sets `env_prefix` (e.g. `CNN_`),
@@ -89,7 +101,11 @@ class ServiceSettings(BaseSettings):
     model_path: Path | None = Field(
         default=None, description="Folder or file of the model; default MEDIAMESH_HOME/models/<name>."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when there is one.")
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="auto: CUDA when there is one; cuda:<index> picks one GPU of several.")
+    node: str = Field(default_factory=socket.gethostname, validation_alias=AliasChoices("MEDIAMESH_NODE"),
+                      description="The machine this service runs on, as the gateways' per-device budgets name it; "
+                      "default the host name.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         default="auto", description="auto: float16 on CUDA, float32 on the CPU."
     )
@@ -99,6 +115,17 @@ class ServiceSettings(BaseSettings):
     autoload: bool = Field(default=False, description="Load the model at start-up and on the first task call.")
     max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
     inference_threads: int = Field(default=1, ge=1, description="Threads that run blocking inference.")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="Torch CPU threads (intra-op) of the process; unset: torch's default, one "
+        "per core. 1 keeps CPU inference steady when other work shares the cores.")
+    unload_mode: Literal["release", "restart"] = Field(
+        default="release", description="release: unload frees the weights, the process keeps its CUDA context; "
+        "restart: unload drains, then ends the process, which the launcher (or compose) starts again empty.",
+    )
+    inference_limit_s: float | None = Field(
+        default=None, gt=0, description="An inference running longer is reported (log, metric, /health degraded); "
+        "unset: no limit.",
+    )
 
     def resolved_model_path(self) -> Path:
         if self.model_path is not None:

@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import logging
+import math
 import warnings
 
 import pillow_heif
@@ -36,6 +37,17 @@ def decode_base64(data: str, *, what: str = "image") -> bytes:
 
 def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.Image:
     """Bytes → RGB PIL image, refusing non-images, truncated files and decompression bombs."""
+    image = check_image(raw, max_pixels=max_pixels, name=name)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
+    return upright(image).convert("RGB")
+
+
+def check_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.Image:
+    """The image opened from its header only (format and size checked, pixels not decoded): what the
+    gateway checks before a model service decodes it in full (a damaged body is then the service's 400)."""
     if not raw:
         raise BadInput(f"{name} is empty (0 bytes)")
     try:
@@ -58,11 +70,7 @@ def decode_image(raw: bytes, *, max_pixels: int, name: str = "image") -> Image.I
             f"{name} is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,}; "
             "downscale it first"
         )
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BadInput(f"{name} is damaged or truncated ({exc}); send the complete file") from exc
-    return upright(image).convert("RGB")
+    return image
 
 
 def upright(image: Image.Image) -> Image.Image:
@@ -85,3 +93,13 @@ def encode_image_base64(image: Image.Image, fmt: str = "PNG") -> str:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def crop_box(image: Image.Image, box: tuple[float, float, float, float], margin: float = 0.0) -> Image.Image:
+    """The box (x0, y0, x1, y1 in pixels) widened by `margin` of its size on each side, cut to the image:
+    an object's crop with some context (the cascade's detection stage, the worker's object embeddings)."""
+    x0, y0, x1, y1 = box
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    left, top = max(0, math.floor(x0 - dx)), max(0, math.floor(y0 - dy))
+    right, bottom = min(image.width, math.ceil(x1 + dx)), min(image.height, math.ceil(y1 + dy))
+    return image.crop((left, top, right, bottom))

@@ -6,6 +6,8 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -15,9 +17,58 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class IncomingFile:
+    """An upload being written: hashed as it is written, so the whole file is never held in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._handle = path.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    def finish(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
 class MediaStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @contextmanager
+    def incoming(self) -> Iterator[IncomingFile]:
+        """A temporary file in the store (same file system, so `commit` is a rename); removed on leaving
+        unless it was committed, whatever happened in between."""
+        folder = self.root / ".incoming"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix="upload-")
+        os.close(fd)
+        incoming = IncomingFile(Path(name))
+        try:
+            yield incoming
+        finally:
+            incoming._handle.close()
+            incoming.path.unlink(missing_ok=True)
+
+    def commit(self, incoming: IncomingFile) -> tuple[str, str]:
+        """Move a finished upload to its content address; return (sha256, path relative to the root)."""
+        sha = incoming.sha256
+        target = self.path(sha)
+        if target.exists() and target.stat().st_size == incoming.size:
+            return sha, self.relative_path(sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(incoming.path, target)
+        return sha, self.relative_path(sha)
 
     def relative_path(self, sha256: str) -> str:
         if not _SHA256.fullmatch(sha256):

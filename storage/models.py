@@ -18,12 +18,13 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-EMBEDDING_DIM = 512
+EMBEDDING_DIM = 512  # CLIP ViT-B/32's; a space's dimension follows its model (EmbeddingSpace.dim)
 MEDIA_KINDS = ("image", "audio", "video", "json")
 MEDIA_STATES = ("queued", "processing", "ready", "degraded", "failed")
 JOB_STATES = ("queued", "running", "retrying", "done", "failed", "cancelled")
@@ -69,10 +70,15 @@ class Media(Base):
     )
 
     classification: Mapped[Classification | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
-    embedding: Mapped[ImageEmbedding | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    # one per embedding space, newest first
+    embeddings: Mapped[list[ImageEmbedding]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ImageEmbedding.created_at.desc()")
     analysis: Mapped[ImageAnalysis | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     transcript: Mapped[Transcript | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     json_document: Mapped[JsonDocument | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    # what the detector found in the image, highest score first
+    objects: Mapped[list[MediaObject]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="MediaObject.score.desc()")
 
 
 class Classification(Base):
@@ -88,21 +94,56 @@ class Classification(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class EmbeddingSpace(Base):
+    """Vectors of one model: its id, a hash of its weights and its dimension (`storage.spaces`).
+    `filling` while a re-embed backfills it; `complete` once every embedded item has a vector in it."""
+
+    __tablename__ = "embedding_spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    weights_sha256: Mapped[str] = mapped_column(Text)
+    dim: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="filling")
+    created_at: Mapped[datetime] = _created()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("model", "weights_sha256", "dim", name="uq_embedding_spaces_identity"),)
+
+
 class ImageEmbedding(Base):
+    """One item's vector in one space. The column has no fixed dimension; each space has its own partial
+    HNSW index over `embedding::vector(dim)` (created with the space, `storage.spaces`)."""
+
     __tablename__ = "image_embeddings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    media_id: Mapped[str] = _media_fk(unique=True)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
+    space_id: Mapped[int] = mapped_column(ForeignKey("embedding_spaces.id", ondelete="CASCADE"), index=True)
     model: Mapped[str] = mapped_column(Text)
-    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM))
+    embedding: Mapped[Any] = mapped_column(Vector())
     created_at: Mapped[datetime] = _created()
 
-    __table_args__ = (
-        Index(
-            "ix_image_embeddings_hnsw", "embedding", postgresql_using="hnsw",
-            postgresql_with={"m": 16, "ef_construction": 64}, postgresql_ops={"embedding": "vector_cosine_ops"},
-        ),
-    )
+    __table_args__ = (UniqueConstraint("media_id", "space_id", name="uq_image_embeddings_media_space"),)
+
+
+class MediaObject(Base):
+    """One object the detector found in an image: its box, label and score, the per-object
+    classification of its crop (the cascade's detection stage) and optionally its crop's embedding."""
+
+    __tablename__ = "objects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    media_id: Mapped[str] = _media_fk()
+    label: Mapped[str] = mapped_column(Text, doc="Indexed as lower(label) for `?object=` (migration 0006).")
+    score: Mapped[float] = mapped_column(Float)
+    box: Mapped[dict[str, Any]] = mapped_column(doc="Pixels: x0, y0, x1, y1.")
+    box_normalized: Mapped[dict[str, Any]] = mapped_column(doc="The same box as fractions of the image (0-1).")
+    detector: Mapped[str] = mapped_column(Text, doc="The detector model that found it.")
+    classification: Mapped[dict[str, Any] | None] = mapped_column(JSONB, doc="label, confidence, top_k of the crop.")
+    embedding: Mapped[Any | None] = mapped_column(Vector(), doc="The crop's image embedding, when computed.")
+    embedding_model: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
 
 
 class ImageAnalysis(Base):

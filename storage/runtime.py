@@ -19,6 +19,7 @@ from storage.repositories.clusters import ClusterRepository
 from storage.repositories.jobs import JobRepository
 from storage.repositories.media import MediaRepository
 from storage.search import MediaSearch
+from storage.spaces import SpaceRepository
 from storage.thumbnails import ThumbnailStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Storage:
         self.jobs = JobRepository(self.db)
         self.clusters = ClusterRepository(self.db)
         self.search = MediaSearch(self.db)
+        self.spaces = SpaceRepository(self.db)
         # beside the media folder: MEDIAMESH_HOME/thumbnails by default
         self.thumbnails = ThumbnailStore(self.store.root.parent / "thumbnails", self.store)
 

@@ -5,23 +5,28 @@ The functions take a session (tests and callers that tune it); `MediaSearch` run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Float, Select, column, func, select, text
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import Float, Select, and_, column, func, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from storage import ranking
+from storage import ranking, spaces
 from storage.db import Database
-from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, Transcript
+from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, MediaObject, Transcript, VideoFrame
+from storage.spaces import Space, SpaceIdentity
 
 MatchList = Literal["embedding", "transcript", "caption"]
 # pgvector's ceiling for hnsw.ef_search: an HNSW scan hands back at most this many candidates, so a
 # ranked list (and a page of it) reaches no deeper.
 MAX_RANKED_DEPTH = 1000
 EARTH_RADIUS_KM = 6371.0088  # the mean radius
+# A filter matching fewer items than this is served by an exact scan of those items (a full page, in exact
+# order); a broader one by the HNSW index. bench/search_filtered.py measures where the two cross.
+EXACT_SCAN_BELOW = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,10 @@ class Near:
         half_dlon = func.radians(Media.longitude - self.longitude) / 2
         haversine = func.power(func.sin(half_dlat), 2) + func.cos(lat1) * func.cos(lat2) * func.power(
             func.sin(half_dlon), 2)
-        # LEAST: rounding can push the haversine a hair above 1, outside asin's domain
-        return 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(func.least(haversine, 1.0))) <= self.km
+        # LEAST: rounding can push the haversine a hair above 1, outside asin's domain. LEAST also skips a NULL
+        # (no position) and would answer 1, half the globe away: within a radius that large without the check.
+        distance = 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(func.least(haversine, 1.0)))
+        return and_(Media.latitude.is_not(None), Media.longitude.is_not(None), distance <= self.km)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Filters:
     taken_before: datetime | None = None
     camera: str | None = None
     near: Near | None = None
+    object: str | None = None  # a label the detector gave one of its objects (or a video frame's), any case
 
     def apply(self, query: Select[Any]) -> Select[Any]:
         if self.kind is not None:
@@ -63,6 +71,8 @@ class Filters:
             query = query.where(Media.created_at >= self.since)
         if self.until is not None:
             query = query.where(Media.created_at < self.until)
+        if self.object is not None:
+            query = query.where(_has_object(self.object))
         return self._apply_photo(query)
 
     def _apply_photo(self, query: Select[Any]) -> Select[Any]:
@@ -77,6 +87,14 @@ class Filters:
         return query
 
 
+def _has_object(label: str) -> Any:
+    named = func.lower(MediaObject.label) == label.lower()
+    own = select(MediaObject.id).where(MediaObject.media_id == Media.id, named)
+    in_frames = (select(VideoFrame.id).join(MediaObject, MediaObject.media_id == VideoFrame.frame_media_id)
+                 .where(VideoFrame.media_id == Media.id, named))
+    return or_(own.exists(), in_frames.exists())
+
+
 @dataclass(frozen=True)
 class Hit:
     media: Media
@@ -88,33 +106,115 @@ class Hit:
     start_s: float | None = None
 
 
+@dataclass(frozen=True)
+class SemanticQuery:
+    """A query vector and the space of the model that made it (from the embed answer)."""
+
+    vector: list[float]
+    identity: SpaceIdentity
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of hits; `space` is the embedding space its image hits come from, `degraded` says why
+    that is not the active model's complete space."""
+
+    hits: list[Hit]
+    space: Space | None = None
+    degraded: list[str] = field(default_factory=list)
+
+
 def _with_label(*columns: Any) -> Select[Any]:
     return select(Media, Classification.label, *columns).outerjoin(Classification, Classification.media_id == Media.id)
 
 
-def nearest_images(session: Session, vector: list[float], filters: Filters, *, limit: int, offset: int,
-                   ef_search: int, exclude: str | None = None) -> list[Hit]:
-    """Images (and video frames) nearest to `vector` by cosine distance, through the HNSW index.
+def nearest_images(session: Session, vector: list[float], filters: Filters, *, space: Space, limit: int,
+                   offset: int, ef_search: int, exclude: str | None = None) -> list[Hit]:
+    """Images (and video frames) of one embedding space nearest to `vector` by cosine distance.
 
-    `kind=video` finds frames of videos (each hit names its video in `parent_id`)."""
-    if limit + offset > MAX_RANKED_DEPTH:
-        raise ValueError(f"nearest neighbours reach {MAX_RANKED_DEPTH} deep, not {limit + offset}")
-    # HNSW returns at most ef_search candidates before filtering: keep it above what the page needs.
-    ef = min(max(int(ef_search), limit + offset + 10), MAX_RANKED_DEPTH)
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-    distance = ImageEmbedding.embedding.cosine_distance(vector).label("distance")
-    query = _with_label(distance).join(ImageEmbedding, ImageEmbedding.media_id == Media.id)
+    A full page whenever that many items match the filters: the space's HNSW index serves unfiltered and
+    broad queries (with pgvector's iterative scan where the extension has it); a selective filter
+    (fewer than EXACT_SCAN_BELOW matches) is an exact scan of the matching items, as is any index scan
+    that ran dry before the page filled. `kind=video` finds frames of videos (each names its video in
+    `parent_id`)."""
+    depth = limit + offset
+    if depth > MAX_RANKED_DEPTH:
+        raise ValueError(f"nearest neighbours reach {MAX_RANKED_DEPTH} deep, not {depth}")
+    if len(vector) != space.dim:
+        raise ValueError(f"a {len(vector)}-d query cannot search the {space.dim}-d space {space.id}")
+    matching = _matching(filters, space, exclude)
+    if matching is None:
+        return []
+    selective = _filtered(filters) and _count_up_to(session, matching, EXACT_SCAN_BELOW) < EXACT_SCAN_BELOW
+    rows = [] if selective else _index_scan(session, matching, vector, space, depth, ef_search)
+    if selective or (len(rows) < depth and (_filtered(filters) or exclude is not None)):
+        rows = _exact_scan(session, matching, vector, depth)
+    return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1], similarity=1.0 - float(row[2]))
+            for row in rows[offset:]]
+
+
+def _filtered(filters: Filters) -> bool:
+    return any(getattr(filters, f.name) is not None for f in fields(filters))
+
+
+def _matching(filters: Filters, space: Space, exclude: str | None) -> Select[Any] | None:
+    """Media, label and embedding of the space's items that pass the filters (None: no item can)."""
+    query = _with_label().join(ImageEmbedding, ImageEmbedding.media_id == Media.id)
+    # a literal, not a bound parameter: the planner matches it to the space's partial index
+    query = query.where(ImageEmbedding.space_id == literal_column(str(int(space.id))))
     query = replace(filters, kind=None).apply(query)
     if filters.kind == "image":
         query = query.where(Media.parent_id.is_(None))
     elif filters.kind == "video":
         query = query.where(Media.parent_id.is_not(None))
     elif filters.kind is not None:
-        return []
+        return None
     if exclude is not None:
         query = query.where(Media.id != exclude)
-    rows = session.execute(query.order_by(distance).limit(limit).offset(offset)).all()
-    return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1], similarity=1.0 - float(row[2])) for row in rows]
+    return query
+
+
+def _count_up_to(session: Session, query: Select[Any], cap: int) -> int:
+    """How many rows `query` has, counting no further than `cap` (so a broad filter costs little)."""
+    capped = query.with_only_columns(literal_column("1")).limit(cap).subquery()
+    return int(session.scalar(select(func.count()).select_from(capped)) or 0)
+
+
+def _index_scan(session: Session, query: Select[Any], vector: list[float], space: Space, depth: int,
+                ef_search: int) -> list[Any]:
+    # HNSW returns at most ef_search candidates before filtering: keep it above what the page needs.
+    ef = min(max(int(ef_search), depth + 10), MAX_RANKED_DEPTH)
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
+    iterative = has_iterative_scan(session)
+    if iterative:  # pgvector >= 0.8: the scan goes on past ef_search until the filters let `depth` rows through
+        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    # the same expression as the space's index: embedding::vector(dim)
+    distance = ImageEmbedding.embedding.cast(Vector(space.dim)).cosine_distance(vector).label("distance")
+    rows = list(session.execute(query.with_only_columns(Media, Classification.label, distance)
+                                .order_by(distance).limit(depth)).all())
+    if iterative:  # relaxed order: nearly sorted; sort it exactly
+        rows.sort(key=lambda row: float(row[2]))
+    return rows
+
+
+def _exact_scan(session: Session, query: Select[Any], vector: list[float], depth: int) -> list[Any]:
+    # the bare column: no index covers it, so every matching row is measured
+    distance = ImageEmbedding.embedding.cosine_distance(vector).label("distance")
+    return list(session.execute(query.with_only_columns(Media, Classification.label, distance)
+                                .order_by(distance).limit(depth)).all())
+
+
+_ITERATIVE_SCAN: dict[str, bool] = {}
+
+
+def has_iterative_scan(session: Session) -> bool:
+    """Whether the database's pgvector has iterative index scans (0.8.0 and later); asked once per database."""
+    url = str(session.get_bind().engine.url)
+    if url not in _ITERATIVE_SCAN:
+        version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")) or "0"
+        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        _ITERATIVE_SCAN[url] = parts >= (0, 8)
+    return _ITERATIVE_SCAN[url]
 
 
 def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
@@ -155,8 +255,9 @@ def browse(session: Session, filters: Filters, *, limit: int, offset: int) -> li
     return [Hit(row[0], "filter", 0.0, row[1]) for row in rows]
 
 
-def stored_embedding(session: Session, media_id: str) -> list[float] | None:
-    row = session.scalars(select(ImageEmbedding.embedding).where(ImageEmbedding.media_id == media_id)).first()
+def stored_embedding(session: Session, media_id: str, space: Space) -> list[float] | None:
+    row = session.scalars(select(ImageEmbedding.embedding).where(ImageEmbedding.media_id == media_id,
+                                                                 ImageEmbedding.space_id == space.id)).first()
     return None if row is None else [float(x) for x in row]
 
 
@@ -170,26 +271,44 @@ class MediaSearch:
         with self.db.session() as session:
             return browse(session, filters, limit=limit, offset=offset)
 
-    def nearest_images(self, vector: list[float], filters: Filters, *, limit: int, offset: int, ef_search: int,
-                       exclude: str | None = None) -> list[Hit]:
+    def similar(self, query: SemanticQuery, filters: Filters, *, limit: int, offset: int, ef_search: int) -> Page:
+        """Nearest images to a vector a model just made (an uploaded image's), in that model's space."""
         with self.db.session() as session:
-            return nearest_images(session, vector, filters, limit=limit, offset=offset, ef_search=ef_search,
-                                  exclude=exclude)
+            space, why = spaces.choose(session, spaces.ensure_space(session, query.identity), query_from_current=True)
+            assert space is not None
+            hits = nearest_images(session, query.vector, filters, space=space, limit=limit, offset=offset,
+                                  ef_search=ef_search)
+        return Page(hits, space, [why] if why else [])
 
-    def ranked(self, q: str, vector: list[float] | None, filters: Filters, *, limit: int, offset: int,
-               ef_search: int, min_similarity: float, weights: ranking.FusionWeights) -> list[Hit]:
-        """One page of a text query: nearest images to `vector` (when given) at or above
-        `min_similarity`, transcript and caption matches of `q`, fused by reciprocal rank."""
+    def similar_to_stored(self, media_id: str, filters: Filters, *, limit: int, offset: int,
+                          ef_search: int) -> Page | None:
+        """Nearest images to a stored item's vector, in the active space, or, while that is still filling,
+        the previous complete one; None when the item has no vector there."""
+        with self.db.session() as session:
+            space, why = spaces.choose(session, spaces.active(session), query_from_current=False)
+            vector = None if space is None else stored_embedding(session, media_id, space)
+            if space is None or vector is None:
+                return None
+            hits = nearest_images(session, vector, filters, space=space, limit=limit, offset=offset,
+                                  ef_search=ef_search, exclude=media_id)
+        return Page(hits, space, [why] if why else [])
+
+    def ranked(self, q: str, query: SemanticQuery | None, filters: Filters, *, limit: int, offset: int,
+               ef_search: int, min_similarity: float, weights: ranking.FusionWeights) -> Page:
+        """One page of a text query: nearest images to the query's vector (when given) at or above
+        `min_similarity`, in its model's space, and transcript and caption matches of `q`, fused by
+        reciprocal rank."""
         depth = limit + offset  # each list's top `depth` are fused (deeper ones are left out, as usual for RRF)
         lists: dict[MatchList, list[Hit]] = {}
+        space, why = None, None
         with self.db.session() as session:
-            if vector is not None:
-                nearest = nearest_images(session, vector, filters, limit=depth, offset=0, ef_search=ef_search)
+            if query is not None:
+                space, why = spaces.choose(session, spaces.ensure_space(session, query.identity),
+                                           query_from_current=True)
+                assert space is not None
+                nearest = nearest_images(session, query.vector, filters, space=space, limit=depth, offset=0,
+                                         ef_search=ef_search)
                 lists["embedding"] = [hit for hit in nearest if hit.score >= min_similarity]
             lists["transcript"] = transcript_matches(session, q, filters, limit=depth, offset=0)
             lists["caption"] = caption_matches(session, q, filters, limit=depth, offset=0)
-        return ranking.fuse(lists, weights)[offset:depth]
-
-    def stored_embedding(self, media_id: str) -> list[float] | None:
-        with self.db.session() as session:
-            return stored_embedding(session, media_id)
+        return Page(ranking.fuse(lists, weights)[offset:depth], space, [why] if why else [])

@@ -8,9 +8,9 @@ later (with backoff) instead of storing an item degraded in every stage.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -25,14 +25,15 @@ from shared.client import (
 )
 from shared.schemas.blip2 import AnalyzeImageRequest, AnalyzeImageResponse, LabelClusterRequest, LabelClusterResponse
 from shared.schemas.clip import EmbedResponse, ImageEmbedRequest
-from shared.schemas.gateway import ClassifyRequest, ClassifyResponse
+from shared.schemas.detector import DetectRequest, DetectResponse
+from shared.schemas.gateway import ClassifyRequest, ClassifyResponse, SlotState
 from shared.schemas.llm import (
     AnalyzeJsonSchemaRequest,
     EnrichClusterRequest,
     EnrichClusterResponse,
     JsonSchemaAnalysis,
 )
-from shared.schemas.whisper import TranscribeOptions, TranscribeRequest, TranscribeResponse
+from shared.schemas.whisper import TranscribeResponse
 from worker.settings import WorkerSettings
 
 __all__ = ["GatewayUnreachable", "ModelClient", "StageFailed"]
@@ -52,15 +53,18 @@ class StageFailed(Exception):
 class ModelClient:
     def __init__(self, gateway_url: str, timeout_s: float = 300.0, busy_retries: int = 2,
                  api_key: str | None = None, gateway_wait_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 image_embedder: Callable[[str], EmbedResponse] | None = None) -> None:
         retry = RetryPolicy(busy_retries=busy_retries, connect_wait_s=gateway_wait_s)
         self.gateway = GatewayClient(gateway_url, api_key, timeout_s, retry=retry, transport=transport)
+        self.image_embedder = image_embedder
 
     @classmethod
-    def from_settings(cls, settings: WorkerSettings) -> ModelClient:
+    def from_settings(cls, settings: WorkerSettings,
+                      image_embedder: Callable[[str], EmbedResponse] | None = None) -> ModelClient:
         key = settings.gateway.api_key
         return cls(settings.gateway.url, settings.model_timeout_s, settings.busy_retries,
-                   key.get_secret_value() if key else None, settings.gateway_wait_s)
+                   key.get_secret_value() if key else None, settings.gateway_wait_s, image_embedder=image_embedder)
 
     def call(self, service: str, path: str, payload: Payload, answer: type[T] | None = None) -> Any:
         """A task endpoint of `service`; its answer validated as `answer` (raw JSON only when none is given)."""
@@ -75,14 +79,43 @@ class ModelClient:
             return self.gateway.classify(ClassifyRequest(image=image_b64))
 
     def embed_image(self, image_b64: str) -> EmbedResponse:
-        return self.call("clip", "v1/embed/image", ImageEmbedRequest(images=[image_b64]), EmbedResponse)
+        """One image's embedding; sent with other jobs' images when the worker shares a batcher."""
+        if self.image_embedder is not None:
+            return self.image_embedder(image_b64)
+        return self.embed_images([image_b64])
+
+    def embed_images(self, images_b64: list[str]) -> EmbedResponse:
+        return self.call("clip", "v1/embed/image", ImageEmbedRequest(images=images_b64), EmbedResponse)
+
+    def detect(self, image_b64: str, queries: list[str] | None = None) -> DetectResponse:
+        """The detector's boxes for one image (its default score threshold; `queries`: only these)."""
+        return self.call("detector", "v1/detect", DetectRequest(images=[image_b64], queries=queries), DetectResponse)
+
+    def has_service(self, name: str) -> bool | None:
+        """Whether the gateway has this service (up or not); None when the gateway cannot say."""
+        try:
+            report = self.gateway.models()
+        except (GatewayError, ValidationError):
+            return None
+        return any(model.id == name for model in report.data)
+
+    def loaded_models(self) -> set[str] | None:
+        """The services whose model is loaded (or loading) now, from the gateway's `GET /v1/models`;
+        None when the gateway cannot say."""
+        try:
+            report = self.gateway.models()
+        except (GatewayError, ValidationError):
+            return None
+        return {model.id for model in report.data if model.state in (SlotState.loaded, SlotState.loading)}
 
     def analyze_image(self, image_b64: str) -> AnalyzeImageResponse:
         return self.call("blip2", "v1/analyze-image", AnalyzeImageRequest(image=image_b64), AnalyzeImageResponse)
 
-    def transcribe(self, audio_b64: str) -> TranscribeResponse:
-        request = TranscribeRequest(audio=audio_b64, language="auto", options=TranscribeOptions(timestamps=True))
-        return self.call("whisper", "v1/transcribe", request, TranscribeResponse)
+    def transcribe_file(self, audio: IO[bytes]) -> TranscribeResponse:
+        """A multipart upload, streamed from the open file (no base64, no whole file in memory here)."""
+        with _stage("whisper"):
+            return self.gateway.request("POST", "/v1/services/whisper/v1/transcribe", answer=TranscribeResponse,
+                                        files={"file": ("audio", audio)}, data={"language": "auto"})
 
     def analyze_json_schema(self, samples: list[Any]) -> JsonSchemaAnalysis:
         request = _request("llm", AnalyzeJsonSchemaRequest, json_samples=samples, user_comment="")

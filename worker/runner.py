@@ -3,6 +3,10 @@
 Each job is acknowledged only once its outcome is in Postgres, and heart-beats while it runs, so a
 killed worker's job is delivered again after the visibility timeout. A failing job is retried with
 exponential backoff; after `max_attempts` it ends `failed` with its error.
+
+`concurrency` threads run jobs at once; the images they embed are sent to clip together (worker/batching.py),
+and the next job is picked from a few claimed ahead so that loaded models are used before others are
+loaded (worker/ordering.py).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import socket
 import threading
 import time
 
+from shared.schemas.clip import EmbedResponse
 from storage.runtime import Storage, open_storage
+from worker.batching import CrossJobBatcher
 from worker.metrics import WorkerMetrics
 from worker.model_client import ModelClient
+from worker.ordering import JobPicker, models_for
 from worker.pipeline_runner import run_job
 from worker.pipelines.context import JobStopped, PermanentError, PipelineContext
 from worker.settings import WorkerSettings
@@ -33,18 +40,43 @@ class Worker:
         self.metrics = WorkerMetrics(waiting=storage.queue.waiting)
 
     def run_forever(self) -> None:
-        threads = [threading.Thread(target=self._loop, args=(f"{self.consumer}-{i}",), name=f"worker-{i}")
-                   for i in range(self.settings.concurrency)]
+        settings = self.settings
+        shared = ModelClient.from_settings(settings)  # the batcher's and the picker's calls
+        # a lone job has no one to wait for: its images go at once
+        wait_s = settings.batch_wait_ms / 1000 if settings.concurrency > 1 else 0.0
+        embedder = CrossJobBatcher(lambda images: one_each(shared.embed_images(images)),
+                                   max_batch=settings.batch_max, wait_s=wait_s, name="clip")
+        picker = JobPicker(self.storage.queue, self.consumer, needs=self.models_needed, loaded=shared.loaded_models,
+                           lookahead=settings.lookahead, max_deferrals=settings.max_deferrals,
+                           visibility_ms=int(settings.visibility_timeout_s * 1000),
+                           refresh_s=settings.models_refresh_s)
+        threads = [threading.Thread(target=self._loop, args=(f"{self.consumer}-{i}", picker, embedder),
+                                    name=f"worker-{i}") for i in range(settings.concurrency)]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            with _Heartbeat(picker.heartbeat, settings.visibility_timeout_s / 3):
+                for thread in threads:
+                    thread.join()
+        finally:
+            embedder.close()
+            shared.close()
 
-    def _loop(self, consumer: str) -> None:
+    def models_needed(self, job_id: str) -> frozenset[str]:
+        """The services a queued job will call (by its kind and its media's), for the picker."""
+        job = self.storage.jobs.get(job_id)
+        if job is None:
+            return frozenset()
+        kind = job.kind
+        if kind == "ingest" and job.media_id is not None:
+            media = self.storage.media.get(job.media_id)
+            kind = media.kind if media is not None else kind
+        return models_for(kind, self.settings.image_analysis)
+
+    def _loop(self, consumer: str, picker: JobPicker, embedder: CrossJobBatcher[str, EmbedResponse]) -> None:
         reconciles = consumer.endswith("-0")  # one thread per worker looks for lost jobs
         next_reconcile = 0.0
-        models = ModelClient.from_settings(self.settings)
-        visibility_ms = int(self.settings.visibility_timeout_s * 1000)
+        models = ModelClient.from_settings(self.settings, image_embedder=embedder.submit)
         try:
             while not self.stopping.is_set():
                 try:
@@ -52,9 +84,12 @@ class Worker:
                         next_reconcile = time.monotonic() + self.settings.reconcile_interval_s
                         self.reconcile()
                     self.storage.queue.promote_due()
-                    delivery = self.storage.queue.claim(consumer, visibility_ms=visibility_ms, block_ms=500)
+                    delivery = picker.next(block_ms=500)
                     if delivery is not None:
-                        self.process(consumer, delivery.message_id, delivery.job_id, models)
+                        try:
+                            self.process(consumer, delivery.message_id, delivery.job_id, models)
+                        finally:
+                            picker.done(delivery)
                 except Exception:  # Redis or Postgres away: keep the worker alive, wait, go on
                     log.exception("worker loop error; retrying in 1s")
                     self.stopping.wait(1.0)
@@ -123,6 +158,11 @@ class Worker:
         jobs.finish(job_id, result)
         queue.ack(message_id)
         self.metrics.observe(job.kind, "done", time.monotonic() - started)
+
+
+def one_each(answer: EmbedResponse) -> list[EmbedResponse]:
+    """A batch's answer as one answer per image, each as if that image had been sent alone."""
+    return [answer.model_copy(update={"embeddings": [vector]}) for vector in answer.embeddings]
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:

@@ -17,7 +17,35 @@ class WorkerSettings(BaseSettings):
     gateway: GatewayAccess = Field(default_factory=GatewayAccess)
     migrate_on_start: bool = Field(default=True, description="Run `alembic upgrade head` at start-up.")
     consumer: str | None = Field(default=None, description="Consumer name in the group; default host-pid.")
-    concurrency: int = Field(default=1, ge=1, le=16, description="Jobs run at once by this worker.")
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="Jobs run at once by this worker; their images reach the services "
+        "together (see WORKER_BATCH_MAX).",
+    )
+    batch_max: int = Field(default=16, ge=1, le=64, description="Most images of concurrent jobs sent in one call.")
+    batch_wait_ms: float = Field(
+        default=5.0, ge=0, description="How long the first image of a batch waits for other jobs' images."
+    )
+    lookahead: int = Field(
+        default=16, ge=1, le=256, description="Queued jobs this worker claims ahead to choose from: it runs those "
+        "whose models are loaded before one that would evict them (1: strictly first come, first served).",
+    )
+    max_deferrals: int = Field(
+        default=32, ge=0, description="A queued job passed over this many times for others runs next."
+    )
+    models_refresh_s: float = Field(
+        default=1.0, gt=0, description="How often the gateway is asked which models are loaded (GET /v1/models)."
+    )
+    image_analysis: bool = Field(
+        default=True, description="Run BLIP-2's caption/objects/scene analysis on every image and video frame."
+    )
+    object_detection: bool = Field(
+        default=True, description="Find the objects in every image and video frame with the detector service "
+        "(when the gateway has one): stored with their boxes, searchable with `?object=`.",
+    )
+    max_objects: int = Field(default=20, ge=1, le=300, description="Most objects stored per image, highest first.")
+    object_embeddings: bool = Field(
+        default=False, description="Also store each object's crop embedding (one more CLIP call per image).",
+    )
     visibility_timeout_s: float = Field(
         default=60.0, gt=0, description="A job whose worker stopped heart-beating this long is delivered again."
     )

@@ -11,7 +11,7 @@ import redis
 from gateway.api.detect import Detected
 from gateway.api.schemas import UploadAccepted
 from shared.http.errors import NotFound, Unavailable
-from storage.media_files import sha256_of
+from storage.media_files import IncomingFile
 from storage.models import Media
 from storage.repositories.media import DuplicateMedia, NewMedia
 from storage.runtime import Storage
@@ -25,14 +25,15 @@ def _accepted(storage: Storage, media: Media, duplicate: bool, job_id: str | Non
                           duplicate=duplicate, status=media.status)
 
 
-def accept_upload(storage: Storage, data: bytes, detected: Detected, original_name: str | None,
+def accept_upload(storage: Storage, upload: IncomingFile, detected: Detected, original_name: str | None,
                   max_attempts: int) -> UploadAccepted:
-    sha = sha256_of(data)
+    """`upload` is a finished upload in the store's incoming folder; it is renamed into its content address."""
+    sha = upload.sha256
     existing = storage.media.by_sha256(sha)
     if existing is not None:
         return _accepted(storage, existing, duplicate=True)
-    _, path = storage.store.put(data)
-    new = NewMedia(sha256=sha, kind=detected.kind, mime=detected.mime, size=len(data), path=path,
+    _, path = storage.store.commit(upload)
+    new = NewMedia(sha256=sha, kind=detected.kind, mime=detected.mime, size=upload.size, path=path,
                    original_name=_shown_name(original_name), photo=detected.photo)
     try:
         media, job = storage.media.add_with_ingest_job(new, max_attempts)

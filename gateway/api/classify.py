@@ -16,7 +16,7 @@ from gateway.cascade.store import CascadeStore
 from gateway.dispatch.dispatcher import ServiceDispatcher
 from shared.cascade.config import CascadeConfig
 from shared.http.errors import BadInput
-from shared.imaging import decode_base64, decode_image
+from shared.imaging import check_image, decode_base64
 from shared.schemas.gateway import ClassifyRequest, ClassifyResponse
 
 router = APIRouter(tags=["cascade"])
@@ -26,13 +26,15 @@ log = logging.getLogger("mediamesh.cascade")
 async def _classify(request: Request, raw: bytes, variant: str | None, request_id: str | None,
                     mode: str, image: str | None = None, keep_alive: float | None = None) -> ClassifyResponse:
     settings = request.app.state.settings
-    # refuse bad images here, so a bad upload never reaches (or loads) a model; decoding blocks
-    await run_in_threadpool(decode_image, raw, max_pixels=settings.max_image_pixels)
+    # refuse what is not an image, or too large, before any model is held: the header says so (microseconds,
+    # on the event loop); the one full decode happens in the service, which answers 400 for a damaged body
+    check_image(raw, max_pixels=settings.max_image_pixels)
     store: CascadeStore = request.app.state.cascade
     rid = request_id or hashlib.sha256(raw).hexdigest()[:16]
     name, chosen = store.pick(rid, variant)
     dispatcher: ServiceDispatcher = request.app.state.dispatcher
-    engine = CascadeEngine(functools.partial(dispatcher.post_json, keep_alive_s=keep_alive))
+    engine = CascadeEngine(functools.partial(dispatcher.post_json, keep_alive_s=keep_alive),
+                           max_image_pixels=settings.max_image_pixels)
     image = image or base64.b64encode(raw).decode("ascii")
     answer = await engine.classify(image, chosen, variant_name=name, request_id=rid, mode=mode)
     if mode != "always":  # calibration's collection runs would skew the A/B counts

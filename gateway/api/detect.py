@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import av
 
 from shared.exif import PhotoFacts, read_photo_facts
-from shared.http.errors import BadInput, UnsupportedMedia
+from shared.http.errors import BadInput, PayloadTooLarge, UnsupportedMedia
 from shared.imaging import decode_image
 
 IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
@@ -49,7 +50,25 @@ def detect(data: bytes, *, max_image_pixels: int) -> Detected:
         return Detected("image", image_mime, read_photo_facts(data))
     if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
         return Detected("json", _check_json(data))
-    return _probe_av(data)
+    return _probe_av(io.BytesIO(data), head)
+
+
+def detect_file(path: Path, *, max_image_pixels: int, max_in_memory_bytes: int) -> Detected:
+    """`detect` for a file on disk: audio and video are probed from the file, however large; images and
+    JSON are read whole to be checked, so they must fit in `max_in_memory_bytes`."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if _image_mime(head) is not None or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        if size > max_in_memory_bytes:
+            raise PayloadTooLarge(
+                f"images and JSON documents may be at most {max_in_memory_bytes:,} bytes (this one is {size:,}; "
+                "GATEWAY_MAX_IN_MEMORY_BYTES): they are decoded whole; shrink or split it"
+            )
+        return detect(path.read_bytes(), max_image_pixels=max_image_pixels)
+    if size == 0:
+        raise BadInput("the file is empty (0 bytes); upload " + SUPPORTED)
+    return _probe_av(path, head)
 
 
 def _image_mime(head: bytes) -> str | None:
@@ -92,11 +111,11 @@ def _holds_nul(document: object) -> bool:
     return False
 
 
-def _probe_av(data: bytes) -> Detected:
+def _probe_av(source: io.BytesIO | Path, head: bytes) -> Detected:
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(source if isinstance(source, io.BytesIO) else str(source), mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:
-        if data.startswith(MEDIA_MAGIC) or data[4:8] == b"ftyp":
+        if head.startswith(MEDIA_MAGIC) or head[4:8] == b"ftyp":
             raise BadInput(f"the audio/video file is damaged or truncated ({exc}); upload the complete file") from exc
         raise UnsupportedMedia(f"not a file type we can process; upload {SUPPORTED}") from exc
     with container:

@@ -39,12 +39,13 @@ async def run_check(check: DependencyCheck) -> DependencyHealth:
     return result
 
 
-def overall(services: list[ServiceHealth], dependencies: list[DependencyHealth]) -> Literal["ok", "degraded", "down"]:
+def overall(services: list[ServiceHealth], dependencies: list[DependencyHealth],
+            warnings: list[str] | None = None) -> Literal["ok", "degraded", "down"]:
     if any(d.status == "down" and d.critical for d in dependencies):
         return "down"
     if services and all(s.status == "down" for s in services):
         return "down"
-    if any(s.status == "down" for s in services) or any(d.status == "down" for d in dependencies):
+    if any(s.status == "down" for s in services) or any(d.status == "down" for d in dependencies) or warnings:
         return "degraded"
     return "ok"
 
@@ -58,7 +59,9 @@ async def health(request: Request, response: Response, fresh: bool = False) -> H
         await registry.refresh_all()
     services = [record.health() for record in registry.records.values()]
     dependencies = list(await asyncio.gather(*(run_check(c) for c in request.app.state.dependency_checks)))
-    report = HealthReport(status=overall(services, dependencies), services=services, dependencies=dependencies)
+    warnings = registry.warnings()
+    report = HealthReport(status=overall(services, dependencies, warnings), services=services,
+                          dependencies=dependencies, warnings=warnings)
     if report.status == "down":
         response.status_code = 503
     return report

@@ -8,21 +8,21 @@ database never block the event loop.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from gateway.api.accept import accept_upload, enqueue_job
 from gateway.api.deps import SettingsDep, StorageDep
-from gateway.api.detect import detect
+from gateway.api.detect import detect_file
+from gateway.api.filters import FiltersDep
 from gateway.api.schemas import JobKind, JobList, JobPublic, JobState, MediaDetail, MediaList, UploadAccepted
-from shared.http.errors import BadInput, Conflict, NotFound, PayloadTooLarge
+from shared.http.errors import Conflict, NotFound, PayloadTooLarge
+from storage.media_files import IncomingFile
 from storage.models import Media
 from storage.repositories.jobs import JobFilters, JobFinished
 from storage.runtime import Storage
-from storage.search import Filters
 from storage.thumbnails import SIZES
 
 router = APIRouter(tags=["media"])
@@ -31,14 +31,25 @@ RECORD_ID = r"^[0-9a-f]{32}$"  # storage.models.new_id
 
 
 def read_capped(upload: UploadFile, limit: int) -> bytes:
+    """A small upload (a query image) read whole."""
     chunks, total = [], 0
     while chunk := upload.file.read(CHUNK):
         total += len(chunk)
         if total > limit:
-            raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes "
-                                  "(GATEWAY_MAX_UPLOAD_BYTES); split or compress it")
+            raise PayloadTooLarge(f"the file is larger than the limit of {limit:,} bytes "
+                                  "(GATEWAY_MAX_IN_MEMORY_BYTES); shrink it")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def copy_capped(upload: UploadFile, incoming: IncomingFile, limit: int) -> None:
+    """Copy an upload into the store chunk by chunk, hashing as it goes: memory stays at one chunk."""
+    while chunk := upload.file.read(CHUNK):
+        if incoming.size + len(chunk) > limit:
+            raise PayloadTooLarge(f"the upload is larger than the limit of {limit:,} bytes "
+                                  "(GATEWAY_MAX_UPLOAD_BYTES); split or compress it")
+        incoming.write(chunk)
+    incoming.finish()
 
 
 @router.post("/v1/media", status_code=202, response_model=UploadAccepted)
@@ -46,10 +57,14 @@ def upload_media(
     storage: StorageDep, settings: SettingsDep,
     file: Annotated[UploadFile, File(description="An image, audio, video or JSON file.")],
 ) -> UploadAccepted:
-    """Store a file by its content hash and queue its ingest job; the same bytes twice give one record."""
-    data = read_capped(file, settings.max_upload_bytes)
-    detected = detect(data, max_image_pixels=settings.max_image_pixels)
-    return accept_upload(storage, data, detected, file.filename, settings.job_max_attempts)
+    """Store a file by its content hash and queue its ingest job; the same bytes twice give one record.
+    The file streams to disk (hashed on the way) up to GATEWAY_MAX_UPLOAD_BYTES; images and JSON, which are
+    decoded whole, up to GATEWAY_MAX_IN_MEMORY_BYTES. A refused upload leaves no file and no record."""
+    with storage.store.incoming() as incoming:
+        copy_capped(file, incoming, settings.max_upload_bytes)
+        detected = detect_file(incoming.path, max_image_pixels=settings.max_image_pixels,
+                               max_in_memory_bytes=settings.max_in_memory_bytes)
+        return accept_upload(storage, incoming, detected, file.filename, settings.job_max_attempts)
 
 
 @router.post("/v1/media/{media_id}/reprocess", status_code=202)
@@ -70,17 +85,13 @@ def get_media_by_sha256(sha256: str, storage: StorageDep) -> MediaDetail:
 
 @router.get("/v1/media", response_model=MediaList)
 def list_media(
-    storage: StorageDep,
-    kind: Literal["image", "audio", "video", "json"] | None = None,
-    label: Annotated[str | None, Query(min_length=1, max_length=200, description="Exact label, any case.")] = None,
-    since: Annotated[datetime | None, Query(description="Uploaded at or after (ISO 8601).")] = None,
-    until: Annotated[datetime | None, Query(description="Uploaded before (ISO 8601).")] = None,
+    storage: StorageDep, filters: FiltersDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> MediaList:
-    """The library, newest first: uploaded items (not the frames sampled from videos) with label and caption."""
-    if since is not None and until is not None and _aware(since) >= _aware(until):
-        raise BadInput("`since` must be earlier than `until`")
-    page = storage.media.page(Filters(kind, label, since, until), limit=limit, offset=offset)
+    """The library, newest first: uploaded items (not the frames sampled from videos) with label and caption,
+    filtered as `/v1/search` filters (kind, label, upload time, and the photo's EXIF capture time, camera and
+    position: items without that metadata do not match those)."""
+    page = storage.media.page(filters, limit=limit, offset=offset)
     return MediaList.from_page(page, limit=limit, offset=offset)
 
 
@@ -167,11 +178,6 @@ def _media(storage: Storage, media_id: str) -> Media:
     if media is None:
         raise NotFound(f"no media with id {media_id}")
     return media
-
-
-def _aware(moment: datetime) -> datetime:
-    """Naive times are read as UTC, as Postgres compares them with the stored UTC timestamps."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _detail(storage: Storage, media_id: str) -> MediaDetail:

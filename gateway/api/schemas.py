@@ -12,7 +12,7 @@ from storage.repositories.clusters import ClusterView
 from storage.repositories.media import MediaPage, MediaRecord
 
 JobState = Literal["queued", "running", "retrying", "done", "failed", "cancelled"]  # storage.models.JOB_STATES
-JobKind = Literal["ingest", "cluster"]
+JobKind = Literal["ingest", "cluster", "reembed"]
 
 
 class UploadAccepted(BaseModel):
@@ -71,6 +71,9 @@ class MediaDetail(BaseModel):
     analysis: dict[str, Any] | None = None
     transcript: dict[str, Any] | None = None
     json_document: dict[str, Any] | None = None
+    objects: list[dict[str, Any]] = Field(
+        default_factory=list, description="What the detector found: label, score, box (pixels), box_normalized, "
+        "the crop's classification; highest score first.")
     frames: list[FramePublic] = Field(default_factory=list)
     jobs: list[JobPublic] = Field(default_factory=list)
 
@@ -87,7 +90,8 @@ class MediaDetail(BaseModel):
 
 
 def _results(media: Media) -> dict[str, Any]:
-    c, e, a, t, j = media.classification, media.embedding, media.analysis, media.transcript, media.json_document
+    c, a, t, j = media.classification, media.analysis, media.transcript, media.json_document
+    e = media.embeddings[0] if media.embeddings else None  # the newest
     return {
         "classification": c and {"label": c.label, "confidence": c.confidence, "top_k": c.top_k,
                                  "escalated": c.escalated, "trace": c.trace},
@@ -97,6 +101,9 @@ def _results(media: Media) -> dict[str, Any]:
         "transcript": t and {"text": t.text, "language": t.language, "duration_s": t.duration_s,
                              "segments": t.segments},
         "json_document": j and {"document": j.document, "analysis": j.analysis},
+        "objects": [{"label": o.label, "score": o.score, "box": o.box, "box_normalized": o.box_normalized,
+                     "classification": o.classification, "detector": o.detector,
+                     "embedding_model": o.embedding_model} for o in media.objects],
     }
 
 
@@ -111,6 +118,8 @@ class MediaListItem(BaseModel):
     label: str | None = None
     confidence: float | None = None
     caption: str | None = None
+    taken_at: datetime | None = Field(default=None, description="Capture time from the photo's EXIF.")
+    camera: str | None = Field(default=None, description="\"Make Model\" from the photo's EXIF.")
 
 
 class MediaList(BaseModel):
@@ -124,7 +133,8 @@ class MediaList(BaseModel):
         items = [MediaListItem(id=s.media.id, kind=s.media.kind, mime=s.media.mime, size=s.media.size,
                                original_name=s.media.original_name, status=s.media.status,
                                created_at=s.media.created_at, label=s.label, confidence=s.confidence,
-                               caption=s.caption) for s in page.items]
+                               caption=s.caption, taken_at=s.media.taken_at, camera=s.media.camera)
+                 for s in page.items]
         return cls(items=items, total=page.total, limit=limit, offset=offset)
 
 
@@ -148,11 +158,24 @@ class SearchHit(BaseModel):
     camera: str | None = Field(default=None, description="A photo's camera (\"Make Model\"), from its EXIF.")
 
 
+class EmbeddingSpacePublic(BaseModel):
+    """The vectors of one model: search compares a query only with vectors of its own space."""
+
+    id: int
+    model: str
+    weights_sha256: str = Field(description="SHA-256 over the model's weight files (`unknown` when the "
+                                "service did not say; `legacy` for vectors stored before spaces existed).")
+    dim: int
+    state: Literal["filling", "complete"] = Field(description="`filling` while a re-embed backfills it.")
+
+
 class SearchResponse(BaseModel):
     query: str | None
     results: list[SearchHit]
     limit: int
     offset: int
+    space: EmbeddingSpacePublic | None = Field(default=None, description="The embedding space the image hits "
+                                               "come from (none when no image search ran).")
     min_similarity: float | None = Field(default=None, description="Image hits of this query below this cosine "
                                          "similarity were dropped (none when no image search ran).")
     degraded: list[str] = Field(default_factory=list, description="Parts of the search that could not run, and why.")

@@ -10,25 +10,25 @@ the event loop.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import SettingsDep, StorageDep
 from gateway.api.detect import detect
+from gateway.api.filters import FiltersDep
 from gateway.api.media import read_capped
-from gateway.api.schemas import SearchHit, SearchResponse
+from gateway.api.schemas import EmbeddingSpacePublic, SearchHit, SearchResponse
 from gateway.dispatch.dispatcher import DispatcherDep, ServiceDispatcher
 from gateway.settings import GatewaySettings
 from shared.http.errors import BadInput, NotFound, ServiceError, Unavailable
 from shared.schemas.clip import EmbedResponse
 from storage import search
 from storage.runtime import Storage
+from storage.spaces import SpaceIdentity
 
 router = APIRouter(tags=["search"])
-Kind = Literal["image", "audio", "video", "json"]
 
 
 def _hits(hits: list[search.Hit]) -> list[SearchHit]:
@@ -41,26 +41,6 @@ def _hits(hits: list[search.Hit]) -> list[SearchHit]:
 
 async def _clip(dispatcher: ServiceDispatcher, path: str, payload: dict[str, object]) -> EmbedResponse:
     return EmbedResponse.model_validate(await dispatcher.post_json("clip", path, payload))
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """EXIF times are stored in UTC when the photo gives no zone: a time without one is read the same way."""
-    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _near(near: str | None, within_km: float | None) -> search.Near | None:
-    if near is None and within_km is None:
-        return None
-    if near is None or within_km is None:
-        raise BadInput("`near` and `within_km` go together: e.g. near=48.8584,2.2945&within_km=5")
-    try:
-        latitude, longitude = (float(part) for part in near.split(","))
-    except ValueError as exc:
-        raise BadInput(f"`near` is `latitude,longitude` in decimal degrees (e.g. 48.8584,2.2945), "
-                       f"not {near!r}") from exc
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # also refuses nan
-        raise BadInput(f"`near` {near!r} is off the globe: latitude is within ±90, longitude within ±180")
-    return search.Near(latitude, longitude, within_km)
 
 
 def _check_depth(limit: int, offset: int) -> None:
@@ -78,18 +58,8 @@ def _clip_failure(exc: ServiceError) -> str:
 @router.get("/v1/search", response_model=SearchResponse)
 async def search_media(
     storage: StorageDep, settings: SettingsDep, dispatcher: DispatcherDep,
+    filters: FiltersDep,
     q: str | None = Query(None, max_length=1000, description="What to look for, in words."),
-    kind: Kind | None = None,
-    label: str | None = Query(None, max_length=200, description="Only items the cascade gave this label (any case)."),
-    since: datetime | None = None, until: datetime | None = None,
-    taken_after: Annotated[datetime | None, Query(description="Photos taken at or after this time (EXIF; a time "
-                                                  "without a zone is UTC).")] = None,
-    taken_before: Annotated[datetime | None, Query(description="Photos taken before this time (EXIF).")] = None,
-    camera: str | None = Query(None, min_length=1, max_length=200, description="Photos whose EXIF camera "
-                               "(\"Make Model\") contains this, in any case."),
-    near: str | None = Query(None, max_length=100, description="`lat,lon` in decimal degrees: photos whose EXIF GPS "
-                             "position is within `within_km` of it."),
-    within_km: float | None = Query(None, gt=0, le=20_100, description="The radius for `near`, in km."),
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=10_000, description="Results to skip. With `q`, offset + limit ≤ 1000 (how deep "
                         "the ranking reaches); browsing without `q` pages to 10,000."),
@@ -99,56 +69,67 @@ async def search_media(
     """With `q`: nearest images (CLIP), transcript and caption matches, one list ranked by reciprocal-rank
     fusion. Without: the items matching the filters, newest first. The `taken_*`, `camera` and `near`
     filters read a photo's EXIF: items without that metadata do not match them."""
-    filters = search.Filters(kind, label, since, until, taken_after=_aware(taken_after),
-                             taken_before=_aware(taken_before), camera=camera, near=_near(near, within_km))
     q = (q or "").strip() or None
     if q is None:
         browsed = await run_in_threadpool(storage.search.browse, filters, limit=limit, offset=offset)
         return SearchResponse(query=None, results=_hits(browsed), limit=limit, offset=offset)
     _check_depth(limit, offset)
     degraded: list[str] = []
-    vector, floor = None, None
-    if kind in (None, "image", "video"):
+    semantic, floor = None, None
+    if filters.kind in (None, "image", "video"):
         try:
             embedded = await _clip(dispatcher, "v1/embed/text", {"texts": [q]})
         except ServiceError as exc:
             degraded.append(_clip_failure(exc) + " (semantic image search skipped; text search still ran)")
         else:
-            vector = embedded.embeddings[0]
+            semantic = _semantic(embedded)
             floor = settings.min_similarity_for(embedded.model) if min_similarity is None else min_similarity
-    hits = await run_in_threadpool(storage.search.ranked, q, vector, filters, limit=limit, offset=offset,
+    page = await run_in_threadpool(storage.search.ranked, q, semantic, filters, limit=limit, offset=offset,
                                    ef_search=settings.search_ef, min_similarity=-1.0 if floor is None else floor,
                                    weights=settings.fusion_weights)
-    return SearchResponse(query=q, results=_hits(hits), limit=limit, offset=offset, min_similarity=floor,
-                          degraded=degraded)
+    return SearchResponse(query=q, results=_hits(page.hits), limit=limit, offset=offset, min_similarity=floor,
+                          space=_space(page), degraded=degraded + page.degraded)
+
+
+def _semantic(embedded: EmbedResponse) -> search.SemanticQuery:
+    """The query vector, with the space its model's vectors live in."""
+    return search.SemanticQuery(embedded.embeddings[0],
+                                SpaceIdentity.of(embedded.model, embedded.dim, embedded.weights_sha256))
+
+
+def _space(page: search.Page) -> EmbeddingSpacePublic | None:
+    return None if page.space is None else EmbeddingSpacePublic(**page.space.public())
 
 
 def _read_image(file: UploadFile, settings: GatewaySettings) -> bytes:
     """The upload's bytes, refused unless it is an image (reading and sniffing block: call on a thread)."""
-    data = read_capped(file, settings.max_upload_bytes)
+    data = read_capped(file, settings.max_in_memory_bytes)
     if detect(data, max_image_pixels=settings.max_image_pixels).kind != "image":
         raise BadInput("the uploaded file is not an image; similar-image search needs an image")
     return data
 
 
-async def _query_vector(storage: Storage, settings: GatewaySettings, dispatcher: ServiceDispatcher,
-                        file: UploadFile | None, media_id: str | None) -> list[float]:
+async def _similar(storage: Storage, settings: GatewaySettings, dispatcher: ServiceDispatcher,
+                   file: UploadFile | None, media_id: str | None, *, limit: int, offset: int) -> search.Page:
     if media_id is not None:
         if "\x00" in media_id:
             raise BadInput("`media_id` holds a NUL byte; send the id as `GET /v1/media/{id}` shows it")
-        stored = await run_in_threadpool(storage.search.stored_embedding, media_id)
-        if stored is None:
-            raise NotFound(f"media {media_id} has no stored CLIP embedding (not an image, or not processed yet)")
-        return stored
+        page = await run_in_threadpool(storage.search.similar_to_stored, media_id, search.Filters(), limit=limit,
+                                       offset=offset, ef_search=settings.search_ef)
+        if page is None:
+            raise NotFound(f"media {media_id} has no stored CLIP embedding in the searched space (not an image, "
+                           "not processed yet, or not re-embedded yet)")
+        return page
     assert file is not None  # exactly one of the two, checked by the route
     data = await run_in_threadpool(_read_image, file, settings)
     try:
         embedded = await _clip(dispatcher, "v1/embed/image", {"images": [base64.b64encode(data).decode()]})
-        return embedded.embeddings[0]
     except ServiceError as exc:
         retry_after = int(exc.headers.get("Retry-After", "5"))
         raise Unavailable(f"{_clip_failure(exc)}; similar-image search needs CLIP, retry when it is up",
                           retry_after_s=retry_after) from exc
+    return await run_in_threadpool(storage.search.similar, _semantic(embedded), search.Filters(), limit=limit,
+                                   offset=offset, ef_search=settings.search_ef)
 
 
 @router.post("/v1/search/image", response_model=SearchResponse)
@@ -162,7 +143,6 @@ async def search_similar(
     if (file is None) == (media_id is None):
         raise BadInput("send exactly one of: an image `file`, or the `media_id` of a stored image")
     _check_depth(limit, offset)
-    vector = await _query_vector(storage, settings, dispatcher, file, media_id)
-    hits = await run_in_threadpool(storage.search.nearest_images, vector, search.Filters(), limit=limit,
-                                   offset=offset, ef_search=settings.search_ef, exclude=media_id)
-    return SearchResponse(query=None, results=_hits(hits), limit=limit, offset=offset)
+    page = await _similar(storage, settings, dispatcher, file, media_id, limit=limit, offset=offset)
+    return SearchResponse(query=None, results=_hits(page.hits), limit=limit, offset=offset, space=_space(page),
+                          degraded=page.degraded)

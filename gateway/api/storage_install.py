@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from gateway.api import clusters, media, search
+from gateway.api import clusters, embedding_spaces, media, search
 from gateway.api.url_guard import RejectNulInUrl
 from gateway.settings import GatewaySettings
 from shared.schemas.gateway import DependencyHealth
@@ -28,7 +28,7 @@ def install_storage(app: FastAPI, settings: GatewaySettings) -> None:
     The connections are opened by `storage_lifespan(app)`, which the app's lifespan enters."""
     app.state.storage = None  # until `storage_lifespan` opens it: the storage routes answer 503
     app.add_middleware(RejectNulInUrl)  # Postgres refuses NUL in text: ids, queries and labels never reach it
-    for router in (media.router, search.router, clusters.router):
+    for router in (media.router, search.router, clusters.router, embedding_spaces.router):
         app.include_router(router)
     if not settings.storage_enabled:
         log.info("GATEWAY_STORAGE_ENABLED=false: storage routes will answer 503")

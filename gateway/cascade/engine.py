@@ -9,9 +9,11 @@ comes from the last good fusion, and the trace says `degraded`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
+from gateway.cascade.objects import Detected, detect_objects
 from gateway.cascade.stages import ServiceCall, StageResult, run_stage
 from shared.cascade.config import CascadeVariant, StageConfig
 from shared.cascade.routing import Fusion, Step, offered, route, settle
@@ -23,13 +25,25 @@ log = logging.getLogger("mediamesh.cascade")
 
 
 class CascadeEngine:
-    def __init__(self, call: ServiceCall) -> None:
+    def __init__(self, call: ServiceCall, *, max_image_pixels: int = 40_000_000) -> None:
         self.call = call
+        self.max_image_pixels = max_image_pixels  # for the detection stage's crops
 
     async def classify(
         self, image: str, variant: CascadeVariant, *, variant_name: str, request_id: str, mode: str = "auto"
     ) -> ClassifyResponse:
         started = time.perf_counter()
+        # the detection stage runs beside the whole-image stages: its objects come with the answer
+        detection = None if variant.detection is None else asyncio.create_task(
+            detect_objects(variant.detection, image, self.call, max_pixels=self.max_image_pixels))
+        try:
+            return await self._classify(image, variant, variant_name, request_id, mode, started, detection)
+        finally:
+            if detection is not None and not detection.done():
+                detection.cancel()
+
+    async def _classify(self, image: str, variant: CascadeVariant, variant_name: str, request_id: str, mode: str,
+                        started: float, detection: asyncio.Task[Detected] | None) -> ClassifyResponse:
         traces: list[StageTrace] = []
         fusion = Fusion()
         degraded = False
@@ -52,11 +66,12 @@ class CascadeEngine:
             traces.append(_trace(stage, result, fusion.fused, step, t0))
             index = step.next_index
         verdict = settle(variant.decision, fusion.fused)
+        objects, detection_trace = (None, None) if detection is None else await detection
         trace = CascadeTrace(variant=variant_name, stages=traces, degraded=degraded, total_ms=_ms(started),
-                             rule=verdict.rule)
+                             rule=verdict.rule, detection=detection_trace)
         return ClassifyResponse(label=verdict.label, confidence=round(verdict.confidence, 6),
                                 decision=verdict.decision, top_k=ranked(fusion.fused, 5), variant=variant_name,
-                                request_id=request_id, trace=trace)
+                                request_id=request_id, trace=trace, objects=objects)
 
 
 def _trace(stage: StageConfig, result: StageResult, fused: dict[str, float], step: Step, t0: float) -> StageTrace:

@@ -1,5 +1,6 @@
 """One cascade stage per service kind: the call it makes and the distribution over the candidates
-it returns (cnn: its softmax top-k; clip: zero-shot over prompt ensembles; blip2: score-options)."""
+it returns (cnn: its softmax top-k; clip: zero-shot over prompt ensembles; blip2: score-options;
+clip_head: a trained head's softmax over its own labels)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from shared.http.errors import ServiceError
 from shared.schemas.blip2 import ScoreOptionsResponse
 from shared.schemas.clip import ZeroShotResponse
 from shared.schemas.cnn import CnnClassifyResponse
+from shared.schemas.heads import HeadClassifyResponse
 
 # (service name, path, JSON payload) → JSON answer; the gateway passes its budgeted dispatcher
 ServiceCall = Callable[[str, str, dict[str, object]], Awaitable[dict[str, object]]]
@@ -36,6 +38,10 @@ async def run_stage(stage: StageConfig, image: str, candidates: list[str], call:
         raw = await call(stage.service, path, {"images": [image], "top_k": stage.top_k})
         result = CnnClassifyResponse.model_validate(raw).results[0]
         return StageResult({s.label: s.score for s in result.top_k}, entropy=result.entropy)
+    if stage.kind == "clip_head":  # a trained head answers over its own labels
+        raw = await call(stage.service, path, {"images": [image], "head": stage.head})
+        head_scores = HeadClassifyResponse.model_validate(raw).results[0].scores[: stage.top_k]
+        return StageResult({s.label: s.score for s in head_scores})
     if len(candidates) < 2:
         raise CascadeStageError(f"{stage.kind} needs at least 2 candidate labels to choose among, got {candidates}")
     prompts = {readable(label): label for label in candidates}

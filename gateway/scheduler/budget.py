@@ -1,10 +1,13 @@
-"""The memory-budget scheduler: which models are loaded, so their sum stays inside the budget.
+"""The memory-budget scheduler: which models are loaded, so their sum stays inside each device's budget.
 
-Pure async code over a `ModelBackend` (the registry speaks HTTP; tests pass a fake). The
-invariant — the bytes reserved by loading, loaded and unloading models never exceed the
-budget — holds because a model's footprint is reserved *before* its load starts, victims
-release theirs only once their unload has finished, and a measured footprint larger than the
-reservation is only taken after room has been made for it.
+Async code over a `ModelBackend` (the registry speaks HTTP; tests pass a fake) and the budget
+ledger (`ledger.py`, in Redis), which every gateway of the mesh shares. The invariant — the
+bytes reserved on a device by loading, loaded and unloading models never exceed its budget —
+holds because a model's footprint is reserved in the ledger, atomically, *before* its load
+starts, victims release theirs only once their unload has finished, and a measured footprint
+larger than the reservation is only taken after the ledger has granted the difference. The
+slots here are this gateway's view; the ledger decides, and its view (in-flight requests and
+last use through every gateway) picks the victims.
 """
 
 from __future__ import annotations
@@ -13,26 +16,37 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 from gateway.scheduler.idle import IdlePolicy
+from gateway.scheduler.ledger import Answer, DeviceView, LedgerUnavailable, RedisLedger
 from gateway.scheduler.slots import HOLDING, BudgetExceeded, LoadFailed, ModelBackend, ModelSlot, mb
 from shared.http.errors import Conflict, NotFound
 from shared.schemas.gateway import SlotState
 
 log = logging.getLogger("mediamesh.budget")
 
+DEFAULT_DEVICE = "default"  # a service that has not said which device it sits on
+LEDGER_RECHECK_S = 0.1  # how often a waiting request asks the ledger again (other gateways free memory too)
+UNCHECKED = 2**62  # a "budget" for figures that are facts (NVML measured them), not requests
+
 
 class MemoryBudget:
     def __init__(
-        self, backend: ModelBackend, budget_bytes: int, *, room_timeout_s: float = 30.0,
+        self, backend: ModelBackend, budget_bytes: int, *, ledger: RedisLedger, room_timeout_s: float = 30.0,
         idle_ttl_s: float | None = None, retry_after_s: int = 5, idle: IdlePolicy | None = None,
+        device_budgets: Mapping[str, int] | None = None, locate: Callable[[str], Awaitable[object]] | None = None,
     ) -> None:
-        if budget_bytes <= 0:
-            raise ValueError(f"budget_bytes must be positive, got {budget_bytes}; check budget and headroom")
+        if budget_bytes <= 0 or any(b <= 0 for b in (device_budgets or {}).values()):
+            raise ValueError(f"budgets must be positive, got {budget_bytes}, {device_budgets}; check the headroom")
         self.backend = backend
-        self.budget_bytes = budget_bytes
+        self.budget_bytes = budget_bytes  # each device's, unless `device_budgets` names it
+        self.device_budgets = dict(device_budgets or {})
+        self.ledger = ledger
+        self.locate = locate  # asks a service which device it sits on (the registry's refresh)
+        self.device_reserved: dict[str, int] = {}  # the ledger's last answer per device
+        self._views: dict[str, DeviceView] = {}
         self.room_timeout_s = room_timeout_s
         self.idle = idle or IdlePolicy(idle_ttl_s)
         self._unloads: set[asyncio.Task[None]] = set()
@@ -50,13 +64,44 @@ class MemoryBudget:
             raise NotFound(f"unknown model '{name}'; known: {', '.join(sorted(self.slots)) or 'none'}")
         return self.slots[name]
 
+    def device_of(self, slot: ModelSlot) -> str:
+        return slot.device or DEFAULT_DEVICE
+
+    def budget_of(self, device: str) -> int:
+        return self.device_budgets.get(device, self.budget_bytes)
+
+    def devices(self) -> list[str]:
+        """The devices this gateway's models sit on."""
+        return sorted({self.device_of(s) for s in self.slots.values()})
+
+    @property
+    def total_budget_bytes(self) -> int:
+        return sum(self.budget_of(d) for d in self.devices())
+
     @property
     def reserved_bytes(self) -> int:
-        return sum(s.reserved for s in self.slots.values() if s.state in HOLDING)
+        """Reserved on this gateway's devices through every gateway, as the ledger last answered."""
+        return sum(self.device_reserved.get(d, 0) for d in self.devices())
 
     @property
     def free_bytes(self) -> int:
-        return self.budget_bytes - self.reserved_bytes
+        return self.total_budget_bytes - self.reserved_bytes
+
+    def _note(self, device: str, answer: Answer) -> Answer:
+        self.device_reserved[device] = answer.reserved
+        return answer
+
+    async def view(self, device: str) -> DeviceView:
+        """The ledger's view of one device now (every gateway's reservations)."""
+        found = self._views[device] = await self.ledger.view(device)
+        self.device_reserved[device] = found.reserved
+        return found
+
+    def last_view(self, device: str) -> DeviceView | None:
+        return self._views.get(device)
+
+    async def refresh_views(self) -> list[DeviceView]:
+        return [await self.view(device) for device in self.devices()]
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -80,12 +125,19 @@ class MemoryBudget:
                 slot.waiting -= 1
 
     async def _acquire_locked(self, slot: ModelSlot, deadline: float) -> ModelSlot:
+        located = slot.device is not None or self.locate is None
         while True:
             if slot.state is SlotState.loaded:
-                slot.in_flight += 1
-                slot.last_used = time.monotonic()
-                return slot
-            if slot.state in (SlotState.unloaded, SlotState.error, SlotState.down) and self._try_start_load(slot):
+                if await self._begin_use(slot):
+                    slot.in_flight += 1
+                    slot.last_used = time.monotonic()
+                    return slot
+                continue  # unloaded through another gateway, or our lease lapsed: load it again
+            if slot.state in (SlotState.unloaded, SlotState.error, SlotState.down) and not located:
+                located = True  # ask the service where it sits before reserving on its device
+                await self._outside_lock(self.locate(slot.name))  # type: ignore[misc]
+                continue
+            if slot.state in (SlotState.unloaded, SlotState.error, SlotState.down) and await self._try_start_load(slot):
                 continue  # now loading: wait for it like everyone else
             if slot.state is SlotState.loading and slot.load_task is not None:
                 task = slot.load_task
@@ -97,12 +149,25 @@ class MemoryBudget:
                 continue
             await self._wait_for_change(slot, deadline)
 
+    async def _begin_use(self, slot: ModelSlot) -> bool:
+        """Count one more request in flight in the ledger, so that no gateway unloads the model under it."""
+        answer = self._note(self.device_of(slot), await self.ledger.begin_use(self.device_of(slot), slot.name))
+        if answer.status == "ok":
+            return True
+        log.info("%s is %s in the ledger; loading it again", slot.name, answer.status)
+        slot.state, slot.reserved = SlotState.unloaded, 0
+        return False
+
     async def release(self, name: str, keep_alive_s: float | None = None) -> None:
         """End one request; its `keep_alive_s` (see `idle.py`) sets how long the model stays loaded."""
         slot = self.slot(name)
         async with self._changed:
             slot.in_flight = max(slot.in_flight - 1, 0)
             slot.last_used = time.monotonic()
+            try:
+                self._note(self.device_of(slot), await self.ledger.end_use(self.device_of(slot), name))
+            except LedgerUnavailable as exc:  # the request is done; the count lapses with the lease
+                log.warning("could not count the end of a request to %s: %s", name, exc.detail)
             slot.keep_alive_s = self.idle.capped(keep_alive_s)
             if slot.keep_alive_s == 0 and slot.evictable:
                 task = self._start_unload(slot)
@@ -111,56 +176,78 @@ class MemoryBudget:
             self._changed.notify_all()
 
     async def _wait_for_change(self, slot: ModelSlot, deadline: float) -> None:
+        """Until something changes here, or a short while (other gateways free memory too), or the deadline."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BudgetExceeded(self._no_room_message(slot), self.retry_after_s)
-        try:
-            await asyncio.wait_for(self._changed.wait(), remaining)
-        except TimeoutError:
-            raise BudgetExceeded(self._no_room_message(slot), self.retry_after_s) from None
+            raise BudgetExceeded(await self._no_room_message(slot), self.retry_after_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), min(remaining, LEDGER_RECHECK_S))
 
-    def _try_start_load(self, slot: ModelSlot) -> bool:
-        """Reserve and start the load if there is room; else start evicting idle models. Lock held."""
-        need = slot.need_bytes
-        if need > self.budget_bytes:
+    async def _try_start_load(self, slot: ModelSlot) -> bool:
+        """Reserve in the ledger and start the load if there is room; else start evicting idle models. Lock held."""
+        need, device = slot.need_bytes, self.device_of(slot)
+        budget = self.budget_of(device)
+        if need > budget:
             raise BudgetExceeded(
-                f"model '{slot.name}' needs {mb(need)}, more than the whole budget of {mb(self.budget_bytes)}; "
-                "raise GATEWAY_BUDGET_BYTES or use a smaller/quantised model", self.retry_after_s)
-        if need <= self.free_bytes:
-            slot.state, slot.reserved, slot.error = SlotState.loading, need, None
+                f"model '{slot.name}' needs {mb(need)}, more than the whole budget of {mb(budget)} of device "
+                f"{device}; raise GATEWAY_BUDGET_BYTES (or this device's GATEWAY_DEVICE_BUDGETS entry) or use a "
+                "smaller/quantised model", self.retry_after_s)
+        answer = self._note(device, await self.ledger.reserve(
+            device, slot.name, need, budget, priority=slot.priority, pinned=slot.pinned))
+        if answer.status in ("granted", "joined"):  # joined: another gateway loads or holds it already
+            slot.state, slot.reserved, slot.error = SlotState.loading, answer.bytes, None
             slot.load_task = asyncio.create_task(self._load(slot))
             return True
-        victims = self._pick_victims(need - self.free_bytes, exclude={slot.name})
-        for victim in victims or []:
-            self._start_unload(victim)
-        return False
+        if answer.status == "full":
+            view = await self.view(device)
+            own = view.holdings[slot.name].bytes if slot.name in view.holdings else 0  # its context, counted
+            victims = self._pick_victims(view, need - own - (budget - view.reserved), exclude={slot.name})
+            for victim in victims or []:
+                self._start_unload(victim)
+        return False  # full, or being unloaded through another gateway: wait, and ask again
 
-    def _pick_victims(self, shortfall: int, exclude: Iterable[str]) -> list[ModelSlot] | None:
-        """Idle, unpinned models, lowest priority then least recently used, enough to cover the shortfall."""
+    def _pick_victims(self, view: DeviceView, shortfall: int, exclude: Iterable[str]) -> list[ModelSlot] | None:
+        """Idle, unpinned models of the device, lowest priority then least recently used through any gateway,
+        enough to cover the shortfall."""
         excluded = set(exclude)
-        pending = sum(s.reserved for s in self.slots.values() if s.state is SlotState.unloading)
+
+        def freed_by_unload(slot: ModelSlot, held: int) -> int:  # a release-mode unload leaves the context
+            return held if slot.restarts_on_unload else max(held - slot.resident_bytes, 0)
+
+        pending = sum(freed_by_unload(self.slots[h.model], h.bytes) if h.model in self.slots else h.bytes
+                      for h in view.holdings.values() if h.state == "unloading")
         candidates = sorted(
-            (s for s in self.slots.values() if s.evictable and s.name not in excluded),
-            key=lambda s: (s.priority, s.last_used),
+            (h for h in view.holdings.values()
+             if h.state == "loaded" and not h.in_flight and not h.pinned and h.model in self.slots
+             and h.model not in excluded and self._evictable_here(self.slots[h.model])),
+            key=lambda h: (h.priority, h.last_used),
         )
         victims: list[ModelSlot] = []
         covered = pending  # memory already on its way out counts
         for candidate in candidates:
             if covered >= shortfall:
                 break
-            victims.append(candidate)
-            covered += candidate.reserved
+            victims.append(self.slots[candidate.model])
+            covered += freed_by_unload(self.slots[candidate.model], candidate.bytes)
         return victims if covered >= shortfall else None
+
+    @staticmethod
+    def _evictable_here(slot: ModelSlot) -> bool:
+        """Loaded and idle here, or loaded through another gateway only (the ledger says it is idle there)."""
+        return slot.evictable or (slot.state in (SlotState.unloaded, SlotState.error) and not slot.pinned)
 
     # -- loads and unloads ------------------------------------------------------------------
 
     async def _load(self, slot: ModelSlot) -> None:
+        device = self.device_of(slot)
         try:
             measured = await self.backend.load(slot.name)
         except Exception as exc:
             async with self._changed:
                 slot.state, slot.reserved = SlotState.error, 0
                 slot.error = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(LedgerUnavailable):  # else the reservation lapses with its lease
+                    self._note(device, await self.ledger.unloaded(device, slot.name, slot.resident_bytes))
                 self._changed.notify_all()
             log.warning("loading %s failed: %s", slot.name, slot.error)
             raise LoadFailed(f"could not load model '{slot.name}': {slot.error}") from exc
@@ -170,17 +257,38 @@ class MemoryBudget:
                 await self._grow_reservation(slot, measured)
             else:
                 slot.reserved = measured
-            slot.state = SlotState.loaded if slot.state is SlotState.loading else slot.state
+                await self._resize(slot, measured, UNCHECKED)  # shrinking always fits
+            if slot.state is SlotState.loading:
+                slot.state = SlotState.loaded
+                self._note(device, await self.ledger.mark_loaded(device, slot.name))
             slot.last_used = time.monotonic()
             self._changed.notify_all()
 
+    async def _resize(self, slot: ModelSlot, nbytes: int, budget: int) -> Answer:
+        """Set the model's reservation in the ledger; a reservation that lapsed meanwhile is asked for anew."""
+        device = self.device_of(slot)
+        answer = self._note(device, await self.ledger.resize(device, slot.name, nbytes, budget))
+        if answer.status == "missing":
+            answer = self._note(device, await self.ledger.reserve(
+                device, slot.name, nbytes, min(budget, self.budget_of(device)), priority=slot.priority,
+                pinned=slot.pinned))
+            if answer.status in ("granted", "joined") and answer.bytes != nbytes:
+                answer = self._note(device, await self.ledger.resize(device, slot.name, nbytes, budget))
+        return answer
+
     async def _grow_reservation(self, slot: ModelSlot, measured: int) -> None:
         """The estimate was low: make room for the difference, or unload the model again. Lock held."""
-        extra = measured - slot.reserved
-        victims = self._pick_victims(extra - self.free_bytes, exclude={slot.name}) if extra > self.free_bytes else []
-        if victims:
-            await self._outside_lock(asyncio.gather(*[self._start_unload(v) for v in victims]))
-        if extra <= self.free_bytes:
+        device = self.device_of(slot)
+        budget = self.budget_of(device)
+        answer = await self._resize(slot, measured, budget)
+        if answer.status not in ("ok", "granted", "joined"):
+            view = await self.view(device)
+            held = view.holdings[slot.name].bytes if slot.name in view.holdings else 0
+            victims = self._pick_victims(view, measured - held - (budget - view.reserved), exclude={slot.name})
+            if victims:
+                await self._outside_lock(asyncio.gather(*[self._start_unload(v) for v in victims]))
+                answer = await self._resize(slot, measured, budget)
+        if answer.status in ("ok", "granted", "joined"):
             slot.reserved = measured
             return
         log.warning("%s measured %s, above its estimate and the free budget; unloading it", slot.name, mb(measured))
@@ -189,9 +297,10 @@ class MemoryBudget:
             await self._outside_lock(self.backend.unload(slot.name))
         finally:
             slot.state, slot.reserved = SlotState.unloaded, 0
+            self._note(device, await self.ledger.unloaded(device, slot.name, slot.resident_bytes))
         raise BudgetExceeded(
             f"model '{slot.name}' measured {mb(measured)} once loaded, more than its estimate; "
-            + self._no_room_message(slot), self.retry_after_s)
+            + await self._no_room_message(slot), self.retry_after_s)
 
     async def _outside_lock(self, awaitable: Awaitable[object]) -> None:
         self._changed.release()
@@ -200,22 +309,43 @@ class MemoryBudget:
         finally:
             await self._changed.acquire()
 
-    def _start_unload(self, slot: ModelSlot) -> asyncio.Task[None]:
-        slot.state = SlotState.unloading
-        return asyncio.create_task(self._unload(slot))
+    def _start_unload(self, slot: ModelSlot, min_idle_s: float = 0.0) -> asyncio.Task[None]:
+        """Unload unless the ledger says a request through some gateway holds it (or, with `min_idle_s`,
+        another gateway used it that recently); then the slot goes back to what it was."""
+        before, slot.state = slot.state, SlotState.unloading
+        return asyncio.create_task(self._unload(slot, before, min_idle_s))
 
-    async def _unload(self, slot: ModelSlot) -> None:
+    async def _unload(self, slot: ModelSlot, before: SlotState = SlotState.loaded, min_idle_s: float = 0.0) -> None:
+        device = self.device_of(slot)
         try:
-            await self.backend.unload(slot.name)
+            answer = self._note(device, await self.ledger.begin_unload(device, slot.name, min_idle_s))
+        except LedgerUnavailable as exc:
+            answer = Answer("missing", self.device_reserved.get(device, 0), 0)
+            log.warning("not unloading %s: %s", slot.name, exc.detail)
+        if answer.status != "ok":
+            async with self._changed:
+                slot.state = before
+                if answer.status in ("busy", "recent"):
+                    slot.error = "in use through another gateway"
+                self._changed.notify_all()
+            return
+        try:
+            left = await self.backend.unload(slot.name)
         except Exception as exc:  # the memory is still held: keep it counted, say why
             log.warning("unloading %s failed: %s", slot.name, exc)
             async with self._changed:
                 slot.state, slot.error = SlotState.loaded, f"unload failed: {exc}"
+                self._note(device, await self.ledger.abort_unload(device, slot.name))
                 self._changed.notify_all()
             return
         async with self._changed:
             slot.state, slot.reserved = SlotState.unloaded, 0
-            self._changed.notify_all()
+            if left is not None:
+                slot.resident_bytes = left
+            try:
+                self._note(device, await self.ledger.unloaded(device, slot.name, slot.resident_bytes))
+            finally:
+                self._changed.notify_all()
 
     # -- manual control, idle time-to-live, re-synchronisation --------------------------------
 
@@ -234,6 +364,8 @@ class MemoryBudget:
                 if slot.state is SlotState.loaded and slot.in_flight == 0:
                     task = self._start_unload(slot)
                     await self._outside_lock(task)
+                    if slot.state is SlotState.loaded and slot.error == "in use through another gateway":
+                        raise Conflict(f"model '{name}' has requests in flight through another gateway; retry later")
                     if slot.state is SlotState.loaded:
                         raise LoadFailed(f"could not unload model '{name}': {slot.error}")
                     continue
@@ -253,48 +385,126 @@ class MemoryBudget:
         """Unload models idle for longer than the time-to-live; returns their names."""
         async with self._changed:
             expired = [s for s in self.slots.values() if s.evictable and self.expires_in(s) == 0.0]
-            tasks = [self._start_unload(s) for s in expired]
+            # not while another gateway has used it within the time-to-live
+            tasks = [self._start_unload(s, self.idle.ttl_of(s) or 0.0) for s in expired]
         await asyncio.gather(*tasks)
-        return [s.name for s in expired]
+        return [s.name for s in expired if s.state is not SlotState.loaded]
 
     async def observe(
         self, name: str, service_state: str | None, *, estimated_bytes: int | None = None,
-        footprint_bytes: int | None = None,
+        footprint_bytes: int | None = None, device_bytes: int | None = None, overdue: int = 0,
+        device: str | None = None,
     ) -> None:
-        """What the service itself reports (None: unreachable). A restarted service is not loaded."""
+        """What the service itself reports (None: unreachable). A restarted service is not loaded.
+
+        `device_bytes` is the process's GPU use as NVML measures it: a loaded model reserves exactly
+        that, and a model that is not loaded still holds it (its CUDA context). `device` is the
+        ledger's name of the device it sits on (`Placement.key`)."""
         slot = self.slot(name)
         async with self._changed:
+            held_before = slot.held_bytes
             if estimated_bytes:
                 slot.estimated_bytes = estimated_bytes
             if footprint_bytes:
                 slot.footprint_bytes = footprint_bytes
+            slot.overdue = overdue if service_state is not None else 0
             if slot.state in (SlotState.loading, SlotState.unloading):
                 return  # our own transition is under way; its outcome will set the state
+            if device is not None and device != slot.device:
+                await self._move(slot, device)
+            holding = slot.state in HOLDING
+            if device_bytes is not None and service_state is not None:
+                if service_state == "loaded" and slot.state is SlotState.loaded:
+                    slot.reserved = device_bytes
+                elif service_state != "loaded":
+                    slot.resident_bytes = device_bytes
             if service_state is None:
                 slot.state, slot.reserved, slot.error = SlotState.down, 0, "service unreachable"
+                slot.resident_bytes = 0  # the process is gone, and the driver freed its context with it
             elif service_state in ("unloaded", "error") and slot.state is not SlotState.error:
                 slot.state, slot.reserved = SlotState(service_state), 0
             elif service_state == "loaded" and slot.state is not SlotState.loaded:
-                self._adopt_loaded(slot)
+                await self._adopt_loaded(slot)
             elif service_state == "unloaded" and slot.state is SlotState.error:
                 slot.state = SlotState.unloaded
+            await self._settle(slot, holding, held_before)
             self._changed.notify_all()
 
-    def _adopt_loaded(self, slot: ModelSlot) -> None:
-        """Loaded behind our back (autoload, a manual call): count it, or unload it if it does not fit."""
-        if slot.need_bytes <= self.free_bytes:
-            slot.state, slot.reserved, slot.error = SlotState.loaded, slot.need_bytes, None
+    async def _settle(self, slot: ModelSlot, was_holding: bool, held_before: int) -> None:
+        """Tell the ledger what an observation changed: a model no longer loaded, a measured size."""
+        device = self.device_of(slot)
+        if was_holding and slot.state not in HOLDING:  # restarted, unloaded or gone behind our back
+            self._note(device, await self.ledger.leave(device, slot.name))
+        if slot.state is SlotState.loaded and slot.held_bytes != held_before:
+            await self._resize(slot, slot.held_bytes, UNCHECKED)  # NVML measured it: a fact, not a request
+        elif slot.state not in HOLDING and (slot.resident_bytes or held_before):
+            self._note(device, await self.ledger.resident(device, slot.name, slot.resident_bytes))
+
+    async def _move(self, slot: ModelSlot, device: str) -> None:
+        """The service says it sits on another device than we counted it on: count it there."""
+        if slot.state in HOLDING and slot.device is not None:
+            log.warning("%s moved from device %s to %s; counting it there", slot.name, slot.device, device)
+        if slot.state in HOLDING or slot.resident_bytes:
+            self._note(self.device_of(slot), await self.ledger.leave(self.device_of(slot), slot.name))
+            if slot.state in HOLDING:
+                slot.state, slot.reserved = SlotState.unloaded, 0  # adopted again on the new device
+        slot.device = device
+
+    async def _adopt_loaded(self, slot: ModelSlot) -> None:
+        """Loaded behind our back (autoload, a manual call, another gateway): join or take its reservation,
+        or unload it if it does not fit."""
+        device = self.device_of(slot)
+        answer = self._note(device, await self.ledger.reserve(
+            device, slot.name, slot.need_bytes, self.budget_of(device), priority=slot.priority, pinned=slot.pinned))
+        if answer.status in ("granted", "joined"):
+            slot.state, slot.reserved, slot.error = SlotState.loaded, answer.bytes, None
             slot.last_used = time.monotonic()
-        else:
+            self._note(device, await self.ledger.mark_loaded(device, slot.name))
+        elif answer.status == "full":
             log.warning("%s was loaded outside the gateway and does not fit the budget; unloading it", slot.name)
             slot.reserved = 0
             self._start_unload(slot)
+        # busy: another gateway is unloading it; the next poll sees it unloaded
 
-    def _no_room_message(self, slot: ModelSlot) -> str:
-        holders = sorted((s for s in self.slots.values() if s.state in HOLDING and s.name != slot.name),
-                         key=lambda s: -s.reserved)
-        held = ", ".join(f"{s.name} ({mb(s.reserved)}, {s.state.value}" + (", pinned" if s.pinned else "")
-                         + (f", {s.in_flight} in flight" if s.in_flight else "") + ")" for s in holders)
-        return (f"no room for model '{slot.name}' (needs {mb(slot.need_bytes)}; budget {mb(self.budget_bytes)}, "
-                f"free {mb(self.free_bytes)}); memory held by: {held or 'nothing'}. Retry later, or free memory "
-                "with POST /v1/models/{name}/unload")
+    async def _no_room_message(self, slot: ModelSlot) -> str:
+        """Who holds the device's memory, through every gateway (the ledger's view)."""
+        device = self.device_of(slot)
+        try:
+            view = await self.view(device)
+        except LedgerUnavailable:
+            view = self._views.get(device) or DeviceView(device, self.device_reserved.get(device, 0), 0, {})
+        holders = sorted((h for h in view.holdings.values() if h.model != slot.name), key=lambda h: -h.bytes)
+        held = ", ".join(f"{h.model} ({mb(h.bytes)}, {h.state}" + (", pinned" if h.pinned else "")
+                         + (f", {h.in_flight} in flight" if h.in_flight else "") + ")" for h in holders)
+        budget = self.budget_of(device)
+        return (f"no room for model '{slot.name}' (needs {mb(slot.need_bytes)}; budget {mb(budget)} of device "
+                f"{device}, free {mb(budget - view.reserved)}); memory held by: {held or 'nothing'}. Retry later, "
+                "or free memory with POST /v1/models/{name}/unload")
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def held(self) -> list[tuple[str, str]]:
+        """(device, model) of every reservation this gateway holds a lease on."""
+        return [(self.device_of(s), s.name) for s in self.slots.values() if s.state in HOLDING or s.resident_bytes]
+
+    async def renew_leases(self) -> None:
+        """Extend this gateway's leases (every third of their time-to-live); a reservation the ledger lost
+        meanwhile (its lease lapsed, Redis lost it) is taken again, or the model unloaded if it no longer fits."""
+        by_device: dict[str, list[str]] = {}
+        for device, name in self.held():
+            by_device.setdefault(device, []).append(name)
+        for device, names in by_device.items():
+            self.device_reserved[device], missing = await self.ledger.renew(device, names)
+            for name in missing:
+                await self._retake(self.slots[name])
+
+    async def _retake(self, slot: ModelSlot) -> None:
+        async with self._changed:
+            if slot.state is SlotState.loaded:
+                log.warning("the ledger lost %s's reservation (lease lapsed); taking it again", slot.name)
+                slot.state, slot.reserved = SlotState.unloaded, 0
+                await self._adopt_loaded(slot)
+            elif slot.state not in HOLDING and slot.resident_bytes:
+                device = self.device_of(slot)
+                self._note(device, await self.ledger.resident(device, slot.name, slot.resident_bytes))
+            self._changed.notify_all()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from shared.http.errors import ServiceError, error_detail
-from shared.schemas.model import ModelInfo
+from shared.schemas.model import LoadResult, ModelInfo, UnloadResult
 
 INFO_TIMEOUT_S = 5.0
 
@@ -43,12 +43,13 @@ class LifecycleClient:
         return ModelInfo.model_validate(answer.json())
 
     async def load(self, name: str, base_url: str) -> int:
-        """Load the model; its measured footprint in bytes."""
-        answer = await self._call(name, base_url, "/v1/model/load")
-        return int(str(answer.get("memory_bytes", 0)))
+        """Load the model; its measured footprint in bytes: the process's whole GPU use where NVML measures it
+        (CUDA context and libraries torch cannot see included), else the allocator's figure."""
+        answer = LoadResult.model_validate(await self._call(name, base_url, "/v1/model/load"))
+        return answer.device_bytes if answer.device_bytes is not None else answer.memory_bytes
 
-    async def unload(self, name: str, base_url: str) -> None:
-        await self._call(name, base_url, "/v1/model/unload")
+    async def unload(self, name: str, base_url: str) -> UnloadResult:
+        return UnloadResult.model_validate(await self._call(name, base_url, "/v1/model/unload"))
 
     async def _call(self, name: str, base_url: str, path: str) -> dict[str, object]:
         for attempt in range(2):  # load and unload are idempotent: a dropped connection is retried once

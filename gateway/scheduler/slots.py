@@ -17,7 +17,9 @@ class ModelBackend(Protocol):
     async def load(self, name: str) -> int:
         """Load the model; return its measured footprint in bytes."""
 
-    async def unload(self, name: str) -> None: ...
+    async def unload(self, name: str) -> int | None:
+        """Unload the model; return what its process still holds on the device (its CUDA context; 0 once a
+        restart-mode service has come back), None when unknown (no NVML)."""
 
 
 class BudgetExceeded(ServiceError):
@@ -51,6 +53,20 @@ class ModelSlot:
     last_used: float = field(default_factory=time.monotonic)
     error: str | None = None
     load_task: asyncio.Task[None] | None = None
+    # held on the GPU while not loaded: the CUDA context of a process that has touched it (NVML's figure)
+    resident_bytes: int = 0
+    restarts_on_unload: bool = False  # unload mode restart: unloading frees the context too
+    overdue: int = 0  # inferences the service reports past its limit: they still hold the model's memory
+    device: str | None = None  # the ledger's name of the device it sits on; None until the service says
+
+    @property
+    def held_bytes(self) -> int:
+        """What this model counts against the budget: its reservation, or its context while not loaded."""
+        return self.reserved if self.state in HOLDING else self.resident_bytes
+
+    @property
+    def freed_by_unload(self) -> int:
+        return self.reserved if self.restarts_on_unload else max(self.reserved - self.resident_bytes, 0)
 
     @property
     def need_bytes(self) -> int:
@@ -58,7 +74,7 @@ class ModelSlot:
 
     @property
     def evictable(self) -> bool:
-        return self.state is SlotState.loaded and self.in_flight == 0 and not self.pinned
+        return self.state is SlotState.loaded and self.in_flight == 0 and not self.pinned and not self.overdue
 
 
 def mb(n: int) -> str:

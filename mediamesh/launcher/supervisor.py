@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mediamesh.launcher.children import ChildProcess, ChildState, stop_all
 from mediamesh.launcher.plan import MeshPlan
+from shared.config import RESTART_EXIT_CODE
 
 STATE_STYLE = {
     ChildState.waiting: "dim", ChildState.starting: "yellow", ChildState.up: "green", ChildState.restarting: "yellow",
@@ -85,7 +86,8 @@ class Supervisor:
                     self._start(child)
             elif child.state is ChildState.restarting:
                 if child.next_restart_at is not None and now >= child.next_restart_at:
-                    child.restarts += 1
+                    if child.exit_codes[-1:] != [RESTART_EXIT_CODE]:
+                        child.restarts += 1  # only crashes count towards the limit
                     self._start(child)
             elif code is not None:
                 self._handle_exit(child, code, now)
@@ -137,6 +139,10 @@ class Supervisor:
 
     def _handle_exit(self, child: ChildProcess, code: int, now: float) -> None:
         child.exit_codes.append(code)
+        if code == RESTART_EXIT_CODE:  # a service's restart-mode unload: planned, not a crash; back at once
+            child.state, child.next_restart_at = ChildState.restarting, now
+            self.console.print(f"{child.name} ended to free the GPU (unload mode restart); starting it again")
+            return
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
         if child.restarts < self.max_restarts:
             delay = 2.0 ** child.restarts

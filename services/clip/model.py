@@ -6,6 +6,8 @@ seconds are the weights' and not the library's.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,9 +17,11 @@ from transformers import CLIPModel, CLIPProcessor
 
 from services.clip.label_cache import LabelEmbeddingCache, LabelKey
 from services.clip.settings import ClipSettings
+from shared.heads import HeadStore
 from shared.http.errors import ServiceError
 from shared.imaging import decode_image_base64
 from shared.kit.served_model import ServedModel
+from shared.schemas.heads import EmbeddingSpace
 
 
 class ImagePayload(NamedTuple):
@@ -36,6 +40,8 @@ class ClipModel(ServedModel):
         self.processor: Any = None
         self.logit_scale = 100.0
         self.label_cache = LabelEmbeddingCache(settings.label_cache_size)
+        self.weights_sha256: str | None = None
+        self.heads = HeadStore(settings.resolved_heads_dir())
 
     def load(self) -> None:
         if self.device.type == "cpu":
@@ -46,6 +52,8 @@ class ClipModel(ServedModel):
         self.logit_scale = float(model.logit_scale.detach().exp().clamp(max=100).item())
         self.model = model
         self.label_cache.clear()
+        if self.weights_sha256 is None:  # the files do not change while the service runs: hashed once
+            self.weights_sha256 = weights_digest(self.weight_files())
 
     def unload(self) -> None:
         self.model = self.processor = None
@@ -58,9 +66,14 @@ class ClipModel(ServedModel):
     def dim(self) -> int:
         return int(self._loaded().config.projection_dim)
 
+    def space(self) -> EmbeddingSpace:
+        """What its vectors are: trained heads are only applied to vectors of the space they learnt."""
+        return EmbeddingSpace(model=self.identity(), dim=self.dim, weights_sha256=self.weights_sha256)
+
     def describe(self) -> dict[str, Any]:
         model = self._loaded()
-        return {"embedding_dim": self.dim, "image_size": model.config.vision_config.image_size,
+        return {"embedding_dim": self.dim, "weights_sha256": self.weights_sha256,
+                "image_size": model.config.vision_config.image_size,
                 "max_text_tokens": model.config.text_config.max_position_embeddings,
                 "logit_scale": self.logit_scale, "label_cache": self.label_cache.stats(),
                 "max_batch_size": self.settings.max_batch_size}
@@ -122,6 +135,16 @@ class ClipModel(ServedModel):
         with torch.inference_mode():
             output = model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
             return _normalised(output.pooler_output)
+
+
+def weights_digest(files: list[Path]) -> str:
+    """SHA-256 over the weight files, in name order: vectors of different weights never share a space."""
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.name):
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _normalised(features: torch.Tensor) -> list[np.ndarray]:

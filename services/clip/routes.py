@@ -67,7 +67,8 @@ def zero_shot_scores(
 
 
 def embedded(model: ClipModel, vectors: list[np.ndarray]) -> EmbedResponse:
-    return EmbedResponse(model=model.identity(), dim=model.dim, embeddings=[v.tolist() for v in vectors])
+    return EmbedResponse(model=model.identity(), dim=model.dim, weights_sha256=model.weights_sha256,
+                         embeddings=[v.tolist() for v in vectors])
 
 
 @router.task("/v1/embed/image", decode=image_payloads, batch=IMAGES)

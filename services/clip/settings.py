@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import BatchSettings, ImageInputSettings
+from shared.config import BatchSettings, HomeSettings, ImageInputSettings
 
 
 class ClipSettings(ImageInputSettings, BatchSettings):
@@ -18,3 +20,9 @@ class ClipSettings(ImageInputSettings, BatchSettings):
     label_cache_size: int = Field(
         default=128, ge=0, description="(labels, template) sets whose prompt embeddings stay cached (LRU); 0: off."
     )
+    heads_dir: Path | None = Field(
+        default=None, description="Trained heads (`mediamesh train-head`) it serves; default MEDIAMESH_HOME/heads."
+    )
+
+    def resolved_heads_dir(self) -> Path:
+        return (self.heads_dir or HomeSettings().heads_dir).expanduser()

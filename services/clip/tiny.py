@@ -60,21 +60,21 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)  # type: ignore[arg-type]
 
 
-def tiny_config(vocab_size: int) -> CLIPConfig:
+def tiny_config(vocab_size: int, projection_dim: int = 512) -> CLIPConfig:
     text = {"vocab_size": vocab_size, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": vocab_size - 2,
             "eos_token_id": vocab_size - 1, "pad_token_id": vocab_size - 1}
     vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
               "image_size": IMAGE_SIZE, "patch_size": 16}
-    # projection_dim stays the real 512, so the database's vector(512) column works with tiny models.
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)
+    # the real models' 512 by default (ViT-B/32); 768 (ViT-L/14's) makes a second embedding space for tests
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
 
 
-def build(dest: Path) -> Path:
+def build(dest: Path, projection_dim: int = 512) -> Path:
     """`CLIPModel` + tokenizer + image processor in dest, loadable with `from_pretrained(dest)`."""
     torch.manual_seed(SEED)
     tokenizer = tiny_tokenizer()
-    model = CLIPModel(tiny_config(len(tokenizer))).eval()
+    model = CLIPModel(tiny_config(len(tokenizer), projection_dim)).eval()
     model.save_pretrained(dest)
     processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
                                       crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})

@@ -1,4 +1,5 @@
-"""The cascade's configuration: stages, routing, the decision policy, variants and their A/B split.
+"""The cascade's configuration: stages, routing, the decision policy, the detection stage, variants and their
+A/B split.
 
 Changeable at run time (`PUT /v1/cascade/config`); anything invalid is refused with a 422
 whose message says what to change. Shared by the gateway and `mediamesh calibrate`.
@@ -10,8 +11,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-StageKind = Literal["cnn", "clip", "blip2"]
-STAGE_PATHS: dict[str, str] = {"cnn": "/v1/classify", "clip": "/v1/zero-shot", "blip2": "/v1/score-options"}
+StageKind = Literal["cnn", "clip", "blip2", "clip_head"]
+STAGE_PATHS: dict[str, str] = {"cnn": "/v1/classify", "clip": "/v1/zero-shot", "blip2": "/v1/score-options",
+                               "clip_head": "/v1/classify"}
+# stages that answer over their own labels (a cnn's classes, a trained head's) rather than the candidates offered
+OWN_LABEL_KINDS = frozenset({"cnn", "clip_head"})
 
 
 def _unit(name: str, values: dict[str, float]) -> None:
@@ -65,7 +69,7 @@ class StageConfig(BaseModel):
     weight: float = Field(default=1.0, ge=0, description="Weight of this stage's scores in the fusion.")
     temperature: float = Field(default=1.0, gt=0,
         description="p ∝ p_raw^(1/T) before fusion (T > 1 softens); fitted by `mediamesh calibrate` (NLL).")
-    top_k: int = Field(default=5, ge=2, le=100, description="cnn: labels kept; clip/blip2: candidates offered.")
+    top_k: int = Field(default=5, ge=2, le=100, description="cnn, clip_head: labels kept; clip/blip2: offered.")
     template: str = Field(default="a photo of a {}.", description="clip: prompt template, `{}` is the label.")
     templates: list[str] = Field(default_factory=list,
         description="clip: a prompt ensemble (embeddings averaged per label); replaces `template` when given.")
@@ -74,10 +78,15 @@ class StageConfig(BaseModel):
     question: str = Field(default="Which of these is it: {options}? Answer with one of them.",
         description="blip2: the question its candidates are scored against; `{options}` lists them (optional).",
     )
+    head: str | None = Field(default=None,
+        description="clip_head: the trained head, `name` (its newest version) or `name@version` (GET /v1/heads).")
     escalate: EscalationStrategy = Field(default_factory=lambda: EscalationStrategy())
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
+        if self.kind == "clip_head" and not self.head:
+            raise ValueError("a clip_head stage needs `head`: the name of a head trained with `mediamesh train-head` "
+                             "(GET /v1/heads lists them)")
         prompts = [self.template, *self.templates, *(t for ts in self.label_templates.values() for t in ts)]
         missing = [t for t in prompts if "{}" not in t]
         if self.kind == "clip" and missing:
@@ -89,6 +98,58 @@ class StageConfig(BaseModel):
 
     def prompt_templates(self) -> list[str]:
         return self.templates or [self.template]
+
+
+def default_object_stages() -> list[StageConfig]:
+    return [StageConfig(kind="cnn", service="cnn")]
+
+
+class DetectionStage(BaseModel):
+    service: str = Field(default="detector", description="The detector service (GATEWAY_SERVICES name).")
+    score_threshold: float = Field(default=0.5, ge=0, le=1, description="Boxes scoring below this are ignored.")
+    max_objects: int = Field(default=10, ge=1, le=100, description="Cap on objects per image, highest scores first.")
+    queries: list[str] = Field(default_factory=list,
+        description="What to look for: phrases for an open-vocabulary detector (OWLv2); for a closed one (RT-DETR) "
+                    "only these of its labels (each must be one of them). Empty: everything it knows.")
+    margin: float = Field(default=0.1, ge=0, le=1,
+        description="Context around each box: this fraction of its width (height) is added on each side.")
+    min_crop_pixels: int = Field(default=8, ge=1, le=512,
+        description="A box narrower or shorter than this many pixels is not classified (the trace says so).")
+    stages: list[StageConfig] = Field(default_factory=default_object_stages, min_length=1,
+        description="What classifies each object's crop, in order; after each, its `escalate` decides whether the "
+                    "next runs. The first proposes labels (cnn, clip_head), or all are clip stages scoring conditions.")
+    conditions: list[str] = Field(default_factory=list,
+        description='Conditions the clip stages tell apart per object, e.g. ["normal", "damaged", "blocked"].')
+    condition_template: str = Field(default="a photo of a {condition} {object}.",
+        description="The clip prompt for a condition of an object: `{condition}` and `{object}` (the detector's "
+                    "label) are filled in.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DetectionStage:
+        if self.conditions:
+            if len(set(self.conditions)) < 2:
+                raise ValueError(f"conditions need at least 2 different ones to choose among, got {self.conditions}")
+            missing = [p for p in ("{condition}", "{object}") if p not in self.condition_template]
+            if missing:
+                raise ValueError(f"condition_template must contain {' and '.join(missing)}, "
+                                 "e.g. 'a photo of a {condition} {object}.'")
+            other = sorted({stage.kind for stage in self.stages if stage.kind != "clip"})
+            if other:
+                raise ValueError(f"conditions are scored by clip stages only; drop the {other} stage(s) from the "
+                                 "detection stages or drop `conditions`")
+        elif self.stages[0].kind not in OWN_LABEL_KINDS:
+            raise ValueError(f"the first object stage must propose the labels ({', '.join(sorted(OWN_LABEL_KINDS))}), "
+                             f"not {self.stages[0].kind}; or give `conditions` for clip stages to score")
+        if any(not q.strip() for q in self.queries):
+            raise ValueError("queries must be non-empty phrases")
+        return self
+
+    def services(self) -> set[str]:
+        return {self.service, *(stage.service for stage in self.stages)}
+
+    def condition_prompt(self, object_label: str) -> str:
+        """The clip template (with `{}` for the condition) for one object."""
+        return self.condition_template.replace("{object}", object_label).replace("{condition}", "{}")
 
 
 class DecisionPolicy(BaseModel):
@@ -136,11 +197,14 @@ class CascadeVariant(BaseModel):
     labels: list[str] = Field(default_factory=list,
         description="The labels the cascade can answer; when given, per-class maps may name only these.")
     decision: DecisionPolicy = Field(default_factory=lambda: DecisionPolicy())
+    detection: DetectionStage | None = Field(default=None,
+        description="Also find the objects (detector), crop and classify each: the answer gains `objects`.")
 
     @model_validator(mode="after")
     def _check(self) -> CascadeVariant:
-        if self.stages[0].kind != "cnn":
-            raise ValueError(f"the first stage must be a cnn (it proposes the labels), not {self.stages[0].kind}")
+        if self.stages[0].kind not in OWN_LABEL_KINDS:
+            raise ValueError(f"the first stage must be a cnn or a clip_head (it proposes the labels), "
+                             f"not {self.stages[0].kind}")
         later = [stage.service for stage in self.stages[1:]]
         if self.last_stage is not None and self.last_stage not in later:
             raise ValueError(f"last_stage '{self.last_stage}' is not a later stage of this variant; "
@@ -151,6 +215,10 @@ class CascadeVariant(BaseModel):
             if unknown:
                 raise ValueError(f"per-class settings name unknown label(s) {unknown}; labels: {self.labels}")
         return self
+
+    def services(self) -> set[str]:
+        objects = self.detection.services() if self.detection is not None else set()
+        return {stage.service for stage in self.stages} | objects
 
     def last_index(self) -> int:
         if self.last_stage is None:
@@ -177,4 +245,4 @@ class CascadeConfig(BaseModel):
         return self
 
     def services(self) -> set[str]:
-        return {stage.service for variant in self.variants.values() for stage in variant.stages}
+        return {service for variant in self.variants.values() for service in variant.services()}

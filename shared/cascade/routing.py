@@ -10,7 +10,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shared.cascade.config import CascadeVariant, DecisionPolicy, EscalationStrategy, StageConfig
+from shared.cascade.config import (
+    OWN_LABEL_KINDS,
+    CascadeVariant,
+    DecisionPolicy,
+    EscalationStrategy,
+    StageConfig,
+)
 from shared.cascade.scoring import fuse, ordered, restrict, temper
 
 
@@ -173,8 +179,10 @@ def replay(variant: CascadeVariant, recorded: list[dict[str, float]], first_entr
     while next_index is not None:
         index = next_index
         stage = variant.stages[index]
-        # a cnn scores its own top-k whatever it is offered; clip and blip2 score the offered candidates
-        raw = recorded[index] if stage.kind == "cnn" else restrict(recorded[index], offered(stage, fusion.fused))
+        # a cnn (or a trained head) scores its own labels whatever it is offered; clip and blip2 score the
+        # offered candidates
+        own = stage.kind in OWN_LABEL_KINDS
+        raw = recorded[index] if own else restrict(recorded[index], offered(stage, fusion.fused))
         fusion.add(stage, raw)
         run.append(index)
         entropy_nats = first_entropy if index == 0 and stage.temperature == 1 else None

@@ -82,6 +82,12 @@ class ServiceMetrics(HttpMetrics):
         )
         self.memory_bytes = Gauge("mediamesh_model_memory_bytes", "Measured model memory", registry=r)
         self.in_flight = Gauge("mediamesh_model_in_flight", "Requests holding the model", registry=r)
+        self.overdue = Counter("mediamesh_inference_overdue_total",
+                               "Inferences that ran past the service's INFERENCE_LIMIT_S", registry=r)
+        self.overdue_now = Gauge("mediamesh_inference_overdue_running", "Inferences past the limit still running",
+                                 registry=r)
+        self.device_bytes = Gauge("mediamesh_device_process_bytes",
+                                  "This process's GPU use as NVML counts it (context included)", registry=r)
 
     def observe_load(self, seconds: float, memory_bytes: int) -> None:
         self.loads.inc()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -30,6 +32,12 @@ class DynamicBatcher(Generic[T, R]):
     `run_batch` receives the items in arrival order and must return one result per item.
     A failing batch fails every request in it with the same exception. At most `max_queue` items
     wait (None: no limit); a submit that would pass it is refused whole with `QueueFull`.
+
+    `eager`: callers announce a request before its slow part (`expect()`, e.g. while its images
+    are decoded), and a batch waits only while an announced request is still on its way; with none
+    on its way it runs at once. A lone request then never pays `max_wait_s`, and under load the
+    batch still fills while the previous one runs. Without `eager`, every batch that is not full
+    waits the whole `max_wait_s` for requests the batcher cannot know are coming.
     """
 
     def __init__(
@@ -40,6 +48,7 @@ class DynamicBatcher(Generic[T, R]):
         max_wait_s: float,
         on_batch: Callable[[int], None] | None = None,
         max_queue: int | None = None,
+        eager: bool = False,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -52,17 +61,36 @@ class DynamicBatcher(Generic[T, R]):
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self.eager = eager
+        self.coming = 0  # announced requests that have not submitted yet
+        self.running = False  # a batch is being run
+        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._changed = asyncio.Event()  # an item arrived, or an announced request submitted or gave up
         self._worker: asyncio.Task[None] | None = None
 
     @property
     def waiting(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, announced or running."""
+        return not self._queue and self.coming == 0 and not self.running
+
+    @contextmanager
+    def expect(self) -> Iterator[Arrival]:
+        """Announce one request that will submit soon; pass the arrival to `submit_many`. Leaving the
+        block without submitting (its decoding failed) withdraws the announcement."""
+        arrival = Arrival(self)
+        try:
+            yield arrival
+        finally:
+            arrival.withdraw()
 
     async def submit(self, item: T) -> R:
         return (await self.submit_many([item]))[0]
 
-    async def submit_many(self, items: Sequence[T]) -> list[R]:
+    async def submit_many(self, items: Sequence[T], arrival: Arrival | None = None) -> list[R]:
         """Queue all of `items` or none (a request is never half-refused); one result per item."""
         if self.max_queue is not None and self.waiting + len(items) > self.max_queue:
             raise QueueFull(self.waiting, len(items), self.max_queue)
@@ -72,28 +100,33 @@ class DynamicBatcher(Generic[T, R]):
         futures: list[asyncio.Future[R]] = []
         for item in items:
             futures.append(loop.create_future())
-            self._queue.put_nowait((item, futures[-1]))
+            self._queue.append((item, futures[-1]))
+        if arrival is not None:
+            arrival.withdraw()
+        self._changed.set()
         return list(await asyncio.gather(*futures))
+
+    def _full_or_nothing_coming(self) -> bool:
+        return len(self._queue) >= self.max_batch_size or (self.eager and self.coming == 0)
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            while not self._queue:
+                self._changed.clear()
+                await self._changed.wait()
             deadline = loop.time() + self.max_wait_s
-            while len(batch) < self.max_batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
+            while not self._full_or_nothing_coming():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
+                self._changed.clear()
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
                     break
-            await self._run(batch)
+            size = min(len(self._queue), self.max_batch_size)
+            await self._run([self._queue.popleft() for _ in range(size)])
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         live = [(item, fut) for item, fut in batch if not fut.cancelled()]
@@ -101,6 +134,7 @@ class DynamicBatcher(Generic[T, R]):
             return
         if self.on_batch is not None:
             self.on_batch(len(live))
+        self.running = True
         try:
             results = await self.run_batch([item for item, _ in live])
             if len(results) != len(live):
@@ -110,6 +144,8 @@ class DynamicBatcher(Generic[T, R]):
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        finally:
+            self.running = False
         for (_, fut), result in zip(live, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
@@ -119,6 +155,20 @@ class DynamicBatcher(Generic[T, R]):
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+
+
+class Arrival:
+    """One request announced to an eager batcher (`DynamicBatcher.expect`), until it submits or gives up."""
+
+    def __init__(self, batcher: DynamicBatcher[Any, Any]) -> None:
+        self.batcher, self.pending = batcher, True
+        batcher.coming += 1
+
+    def withdraw(self) -> None:
+        if self.pending:
+            self.pending = False
+            self.batcher.coming -= 1
+            self.batcher._changed.set()
 
 
 @dataclass(frozen=True, eq=False)

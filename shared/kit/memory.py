@@ -88,7 +88,7 @@ def read_ahead(files: Iterable[Path], chunk_bytes: int = 16 * 1024 * 1024) -> No
 def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
+    if requested.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("CUDA was requested (device=cuda) but torch sees no GPU; set device=cpu or auto")
     return torch.device(requested)
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Response
 
 from shared.config import ServiceSettings
 from shared.http.errors import declare_error_responses, install_error_handlers
@@ -36,7 +36,9 @@ def contract_router() -> APIRouter:
 
     @router.get("/health")
     async def health(lifecycle: LifecycleDep) -> Health:
-        return Health(service=lifecycle.name, state=lifecycle.state)
+        overdue = lifecycle.overdue
+        return Health(status="degraded" if overdue else "ok", service=lifecycle.name, state=lifecycle.state,
+                      overdue=overdue)
 
     @router.get("/ready", responses={503: {"model": Health, "description": "The model is not loaded."}})
     async def ready(lifecycle: LifecycleDep, response: Response) -> Health:
@@ -54,8 +56,12 @@ def contract_router() -> APIRouter:
         return await lifecycle.load()
 
     @router.post("/v1/model/unload")
-    async def unload(lifecycle: LifecycleDep) -> UnloadResult:
-        return await lifecycle.unload()
+    async def unload(lifecycle: LifecycleDep, background: BackgroundTasks) -> UnloadResult:
+        """Drains, then frees the model; unload mode restart then ends the process (after this answer)."""
+        result = await lifecycle.unload()
+        if result.restarting:
+            background.add_task(lifecycle.exit_for_restart)
+        return result
 
     return router
 
@@ -80,6 +86,10 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.cuda_memory_fraction is not None:
             _cap_cuda_memory(settings.cuda_memory_fraction)
+        if settings.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
         if settings.autoload:
             try:
                 await lifecycle.load()

@@ -5,6 +5,10 @@
     predict(model, body, x) -> y       the lifecycle's inference thread (after the batch, if there is one)
     encode(model, body, y) -> answer   the event loop: only shapes the answer
 
+A batch waits (up to the batch timeout) only for requests that are still decoding, never for
+requests that may not come; a request that finds the service otherwise idle skips the hand-offs and
+runs decode and batch in one call on the inference thread (same hooks, same answer).
+
 The kit holds the model for the whole call (503 while it is unloaded, unless autoload), measures
 the call and sets `processing_time_ms` on the answer. The hooks are plain functions, so a service
 has no `async def` in which it could block the event loop.
@@ -21,7 +25,7 @@ from typing import Any, get_type_hints
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from shared.kit.batching import Batch
+from shared.kit.batching import Batch, DynamicBatcher
 from shared.kit.lifecycle import ModelLifecycle
 from shared.schemas.common import TimedResponse
 
@@ -43,15 +47,42 @@ class Task:
     async def run(self, lifecycle: ModelLifecycle[Any], body: Any) -> Any:
         started = time.perf_counter()
         async with lifecycle.use() as model:
-            value = body if self.decode is None else await run_in_threadpool(self.decode, model, body)
-            if self.batch is not None:
-                value = _raise_failed(await lifecycle.batcher(self.batch).submit_many(value))
-            if self.predict is not None:
-                value = await lifecycle.run(self.predict, model, body, value)
+            batcher = None if self.batch is None else lifecycle.batcher(self.batch)
+            if batcher is not None and lifecycle.in_flight == 1 and batcher.idle:
+                # alone: decode, batch and predict in one hop to the inference thread, not three (a
+                # thread wake-up is dear on busy cores); the same hooks run, so the answer is the same
+                value = await lifecycle.run(self._alone, model, body, batcher)
+            else:
+                value = await self._pipelined(lifecycle, model, body, batcher)
             answer = self.encode(model, body, value)
         if isinstance(answer, TimedResponse):
             answer.processing_time_ms = (time.perf_counter() - started) * 1000
         return answer
+
+    async def _pipelined(self, lifecycle: ModelLifecycle[Any], model: Any, body: Any,
+                         batcher: DynamicBatcher[Any, Any] | None) -> Any:
+        if batcher is None:
+            value = body if self.decode is None else await run_in_threadpool(self.decode, model, body)
+        else:
+            with batcher.expect() as arrival:  # a batch waits for this request only while it decodes
+                value = body if self.decode is None else await run_in_threadpool(self.decode, model, body)
+                value = _raise_failed(await batcher.submit_many(value, arrival))
+        if self.predict is not None:
+            value = await lifecycle.run(self.predict, model, body, value)
+        return value
+
+    def _alone(self, model: Any, body: Any, batcher: DynamicBatcher[Any, Any]) -> Any:
+        """decode, the batch function (in batches no larger than the batcher's) and predict in one call."""
+        assert self.batch is not None
+        items = list(body if self.decode is None else self.decode(model, body))
+        results: list[Any] = []
+        for start in range(0, len(items), batcher.max_batch_size):
+            chunk = items[start:start + batcher.max_batch_size]
+            if batcher.on_batch is not None:
+                batcher.on_batch(len(chunk))
+            results.extend(self.batch.fn(model, chunk))
+        value = _raise_failed(results)
+        return value if self.predict is None else self.predict(model, body, value)
 
 
 def _raise_failed(results: Sequence[Any]) -> list[Any]:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from shared.schemas.common import LabelScore, TimedResponse
+from shared.schemas.detector import Box
 
 AnalysisTask = Literal["caption", "scene", "objects", "colors"]
 ALL_TASKS: list[AnalysisTask] = ["caption", "scene", "objects", "colors"]
@@ -24,6 +25,8 @@ class AnalyzeImageRequest(BaseModel):
 class DetectedObject(BaseModel):
     name: str
     confidence: float = Field(ge=0, le=1, description="The model's probability for the words naming the object.")
+    boxes: list[Box] = Field(default_factory=list, description="Where it is, in pixels: BLIP-2 gives none; the "
+                             "ingest pipeline adds the detector's boxes for it when the detector service runs.")
 
 
 class AnalyzeImageResponse(TimedResponse):

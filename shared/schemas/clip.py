@@ -20,6 +20,8 @@ class TextEmbedRequest(BaseModel):
 class EmbedResponse(TimedResponse):
     model: str
     dim: int
+    weights_sha256: str | None = Field(None, description="SHA-256 over the model's weight files: with `model` "
+                                       "and `dim`, the embedding space these vectors belong to.")
     embeddings: list[list[float]] = Field(description="L2-normalised, one per input, in input order.")
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from shared.schemas.common import LabelScore
+from shared.schemas.detector import Box
 
 
 class SlotState(StrEnum):
@@ -45,6 +46,39 @@ class ModelStatus(BaseModel):
     last_used: datetime | None = None
     expires_at: datetime | None = Field(default=None, description="When the idle time-to-live unloads it.")
     error: str | None = None
+    device: str | None = Field(default=None, description="The device it sits on, as the per-device budgets name it "
+                               "(`<node>/<GPU UUID>` or `<node>/cpu`); null until the service has said.")
+    resident_bytes: int = Field(default=0, description="Held on the GPU while not loaded: the CUDA context of a "
+                                "service process that has touched it (counted in the budget's reserved_bytes).")
+    unload_mode: str = Field(default="release", description="restart: unloading ends the service's process, "
+                             "which frees its CUDA context too.")
+    overdue: int = Field(default=0, description="Inferences running past the service's limit (the watchdog).")
+    freed_bytes: int | None = Field(default=None, description="GPU memory its last unload gave back (NVML): the "
+                                    "weights for a release unload, the whole process for a restart unload.")
+
+
+class DeviceCheck(BaseModel):
+    """One GPU: what NVML says is in use, against what the budget accounts for on it."""
+
+    uuid: str
+    name: str
+    total_bytes: int
+    free_bytes: int
+    used_bytes: int = Field(description="total - free, as NVML counts it: every process, the driver's own share.")
+    accounted_bytes: int = Field(description="What the budget counts for the services on this device.")
+    unaccounted_bytes: int = Field(description="used - accounted: positive when something else holds memory.")
+    agrees: bool = Field(description="The two differ by no more than GATEWAY_RECONCILE_MARGIN_BYTES.")
+    message: str | None = None
+
+
+class DeviceBudget(BaseModel):
+    """One device's budget as the ledger shared by every gateway counts it."""
+
+    device: str = Field(description="`<node>/<GPU UUID>` or `<node>/cpu`; `default` for services that did not say.")
+    budget_bytes: int = Field(description="Usable budget of this device: its budget minus headroom.")
+    reserved_bytes: int = Field(description="Reserved on it through every gateway.")
+    free_bytes: int
+    gateways: int = Field(description="Gateways holding a lease on a reservation of this device.")
 
 
 class ModelsReport(BaseModel):
@@ -52,9 +86,12 @@ class ModelsReport(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[ModelStatus]
-    budget_bytes: int = Field(description="Usable budget: configured budget minus headroom.")
-    reserved_bytes: int
+    budget_bytes: int = Field(description="Usable budget: configured budget minus headroom, summed over the devices.")
+    reserved_bytes: int = Field(description="Reserved through every gateway, summed over the devices.")
     free_bytes: int
+    budgets: list[DeviceBudget] = Field(default_factory=list, description="Each device's own budget (the ledger).")
+    devices: list[DeviceCheck] = Field(
+        default_factory=list, description="Each GPU the services report (NVML), reconciled with the budget.")
 
 
 class ClassifyRequest(BaseModel):
@@ -87,9 +124,45 @@ class StageTrace(BaseModel):
     temperature: float = Field(default=1.0, description="Applied to `top_k` (the raw scores) before fusion.")
 
 
+class ObjectClassification(BaseModel):
+    label: str | None = Field(description="The per-object stages' fused top-1 (a condition, with `conditions`).")
+    confidence: float
+    top_k: list[LabelScore]
+
+
+class ObjectAnswer(BaseModel):
+    """One object the detection stage found, with its own classification."""
+
+    label: str = Field(description="The detector's label (or query) for the box.")
+    score: float = Field(description="The detector's score.")
+    box: Box = Field(description="In pixels of the image.")
+    box_normalized: Box
+    classification: ObjectClassification | None = Field(
+        default=None, description="None when the crop was too small or its stages failed (see the trace).")
+
+
+class ObjectTrace(BaseModel):
+    label: str
+    box: Box
+    status: Literal["ok", "skipped", "failed"]
+    reason: str = ""
+    stages: list[StageTrace] = Field(default_factory=list, description="The per-object stages run on its crop.")
+    crop: tuple[int, int] | None = Field(default=None, description="Width and height of the crop classified.")
+
+
+class DetectionTrace(BaseModel):
+    service: str
+    status: Literal["ok", "failed"]
+    ms: float
+    found: int = Field(default=0, description="Boxes at or above the score threshold, before the cap.")
+    error: str | None = None
+    objects: list[ObjectTrace] = Field(default_factory=list, description="Per object, in `objects`' order.")
+
+
 class CascadeTrace(BaseModel):
     variant: str
     stages: list[StageTrace]
+    detection: DetectionTrace | None = Field(default=None, description="The detection stage, when configured.")
     degraded: bool = Field(default=False, description="A later stage was down; the answer is the last good stage's.")
     total_ms: float
     rule: str = Field(default="top-1", description="The decision rule that gave the answer (or sent it to review).")
@@ -103,6 +176,8 @@ class ClassifyResponse(BaseModel):
     variant: str
     request_id: str
     trace: CascadeTrace
+    objects: list[ObjectAnswer] | None = Field(
+        default=None, description="The objects found and classified, when the variant has a detection stage.")
 
 
 class ServiceHealth(BaseModel):
@@ -113,6 +188,7 @@ class ServiceHealth(BaseModel):
     model_state: str | None = None
     error: str | None = None
     checked_at: datetime | None = None
+    overdue: int = Field(default=0, description="Inferences running past the service's limit (the watchdog).")
 
 
 class DependencyHealth(BaseModel):
@@ -127,6 +203,8 @@ class HealthReport(BaseModel):
     status: Literal["ok", "degraded", "down"]
     services: list[ServiceHealth]
     dependencies: list[DependencyHealth] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="Why the report is degraded though everything "
+                                "is up: an inference past its limit, a GPU whose use the budget does not explain.")
 
 
 class FeedbackRequest(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, select
 
 from storage.db import Database
-from storage.models import Cluster, ClusterMember, ImageEmbedding, Media
+from storage.models import Cluster, ClusterMember, EmbeddingSpace, ImageEmbedding, Media
 
 
 @dataclass
@@ -76,5 +76,9 @@ class ClusterRepository:
 
 
 def _embedded(query: Select[Any], include_frames: bool) -> Select[Any]:
+    """Vectors of one space (never two models' at once): the newest complete one."""
+    newest_complete = (select(EmbeddingSpace.id).where(EmbeddingSpace.state == "complete")
+                       .order_by(EmbeddingSpace.completed_at.desc(), EmbeddingSpace.id.desc()).limit(1))
     query = query.select_from(ImageEmbedding).join(Media, Media.id == ImageEmbedding.media_id)
+    query = query.where(ImageEmbedding.space_id == newest_complete.scalar_subquery())
     return query if include_frames else query.where(Media.parent_id.is_(None))

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from shared.exif import PhotoFacts
 from shared.schemas.blip2 import AnalyzeImageResponse
-from shared.schemas.gateway import ClassifyResponse
+from shared.schemas.gateway import ClassifyResponse, ObjectAnswer
 from shared.schemas.llm import JsonSchemaAnalysis
 from shared.schemas.whisper import TranscribeResponse
+from storage import spaces
 from storage.db import Database
 from storage.models import (
     Classification,
@@ -27,12 +28,15 @@ from storage.models import (
     Job,
     JsonDocument,
     Media,
+    MediaObject,
     Transcript,
     VideoFrame,
 )
 from storage.search import Filters
+from storage.spaces import Space, SpaceIdentity
 
-_RESULTS = (Media.classification, Media.embedding, Media.analysis, Media.transcript, Media.json_document)
+_RESULTS = (Media.classification, Media.embeddings, Media.analysis, Media.transcript, Media.json_document,
+            Media.objects)
 
 
 class DuplicateMedia(Exception):
@@ -64,8 +68,20 @@ class ImageResults:
     """What the image stages computed; a stage that failed is None and its stored result is left alone."""
 
     classification: ClassifyResponse | None = None
-    embedding: tuple[str, list[float]] | None = None
+    embedding: tuple[SpaceIdentity, list[float]] | None = None
     analysis: AnalyzeImageResponse | None = None
+    objects: FoundObjects | None = None
+
+
+@dataclass(frozen=True)
+class FoundObjects:
+    """The detector's objects in one image (an empty list: it found none), with the crops' embeddings
+    (one per object, None where not computed) when the pipeline made them."""
+
+    detector: str
+    objects: list[ObjectAnswer]
+    embeddings: list[list[float] | None] = field(default_factory=list)
+    embedding_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,11 +220,13 @@ class MediaRepository:
             if results.classification is not None:
                 _replace(session, Classification, media_id, _classification_row(media_id, results.classification))
             if results.embedding is not None:
-                model, vector = results.embedding
-                _replace(session, ImageEmbedding, media_id,
-                         ImageEmbedding(media_id=media_id, model=model, embedding=vector))
+                identity, vector = results.embedding
+                save_embedding(session, media_id, spaces.ensure_space(session, identity), vector)
             if results.analysis is not None:
                 _replace(session, ImageAnalysis, media_id, _analysis_row(media_id, results.analysis))
+            if results.objects is not None:
+                session.execute(delete(MediaObject).where(MediaObject.media_id == media_id))
+                session.add_all(_object_rows(media_id, results.objects))
 
     def save_transcript(self, media_id: str, answer: TranscribeResponse) -> None:
         segments = [{"start": s.start, "end": s.end, "text": s.text} for s in answer.segments]
@@ -241,6 +259,13 @@ def _media_row(new: NewMedia, *, status: str, parent_id: str | None = None) -> M
                  longitude=new.photo.longitude)
 
 
+def save_embedding(session: Session, media_id: str, space: Space, vector: list[float]) -> None:
+    """The item's vector in this space (its vectors in other spaces stay until a re-embed has replaced them)."""
+    session.execute(delete(ImageEmbedding).where(ImageEmbedding.media_id == media_id,
+                                                 ImageEmbedding.space_id == space.id))
+    session.add(ImageEmbedding(media_id=media_id, space_id=space.id, model=space.identity.model, embedding=vector))
+
+
 def _replace(session: Session, model: Any, media_id: str, row: Any) -> None:
     session.execute(delete(model).where(model.media_id == media_id))
     session.add(row)
@@ -252,6 +277,15 @@ def _classification_row(media_id: str, answer: ClassifyResponse) -> Classificati
     return Classification(media_id=media_id, label=answer.label, confidence=answer.confidence,
                           top_k=[score.model_dump(mode="json") for score in answer.top_k],
                           trace=answer.trace.model_dump(mode="json"), escalated=escalated)
+
+
+def _object_rows(media_id: str, found: FoundObjects) -> list[MediaObject]:
+    embeddings = found.embeddings or [None] * len(found.objects)
+    return [MediaObject(media_id=media_id, label=obj.label, score=obj.score, box=obj.box.model_dump(),
+                        box_normalized=obj.box_normalized.model_dump(), detector=found.detector,
+                        classification=obj.classification and obj.classification.model_dump(mode="json"),
+                        embedding=vector, embedding_model=found.embedding_model if vector is not None else None)
+            for obj, vector in zip(found.objects, embeddings, strict=True)]
 
 
 def _analysis_row(media_id: str, answer: AnalyzeImageResponse) -> ImageAnalysis:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +25,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support.browser import Offsite, chromium, chromium_path, held_to, screenshot
+from tests.support.photos import photo
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.storage_env import WorkerProcess, fresh_database, shared_redis_url
 
@@ -106,7 +110,7 @@ def page(context: tuple[BrowserContext, Offsite]) -> Iterator[Page]:
 
 def ingest(mesh: Mesh, name: str, data: bytes) -> dict:
     with mesh.client() as client:
-        accepted = client.post("/v1/media", files={"file": (name, data, "image/png")})
+        accepted = client.post("/v1/media", files={"file": (name, data)})
         assert accepted.status_code == 202, accepted.text
         job_id = accepted.json()["job_id"]
         for _ in range(600):
@@ -162,6 +166,82 @@ def test_upload_shows_each_file_reaching_done_and_duplicates(page: Page, library
     expect(duplicate).to_have_attribute("data-state", "done")
     expect(duplicate.locator(".badge.duplicate")).to_be_visible()
     screenshot(page, "upload")
+
+
+def test_photo_filters_narrow_the_library_to_the_photos_that_match(page: Page, mesh: Mesh) -> None:
+    canon = ingest(mesh, "canon.jpg", photo("JPEG", Image.new("RGB", (96, 64), (200, 60, 120))))  # Canon, Paris
+    iphone = ingest(mesh, "iphone.jpg", photo("JPEG", Image.new("RGB", (96, 64), (60, 145, 80)), make="Apple",
+                                              model="iPhone 15 Pro", taken="2023:12:24 18:00:00", gps=None))
+    cards = page.locator("#results .card")
+    page.goto("/#/search")
+    page.get_by_label("camera").fill("canon")
+    page.get_by_role("button", name="Search").click()
+    expect(page).to_have_url(re.compile(r"camera=canon"))
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-id", canon["id"])
+    expect(cards.first.locator(".exif")).to_contain_text("Canon EOS R5")
+    page.get_by_label("camera").fill("")
+    page.locator('input[name="taken_from"]').fill("2023-12-01")
+    page.locator('input[name="taken_to"]').fill("2023-12-31")
+    page.get_by_role("button", name="Search").click()
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-id", iphone["id"])
+    page.locator('input[name="taken_from"]').fill("")
+    page.locator('input[name="taken_to"]').fill("")
+    page.get_by_label("with GPS").check()
+    page.get_by_role("button", name="Search").click()
+    expect(page).to_have_url(re.compile(r"gps=1"))  # kept in the URL
+    expect(cards).to_have_count(1)
+    expect(cards.first).to_have_attribute("data-id", canon["id"])
+    screenshot(page, "photo-filters")
+
+
+def test_delete_asks_first_then_removes_the_item_everywhere(page: Page, mesh: Mesh) -> None:
+    doomed = ingest(mesh, "doomed.png", picture(5))
+    page.goto(f"/#/item/{doomed['id']}")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.locator("#delete").click()
+    expect(page.locator("#status")).to_be_visible()
+    assert asked and "doomed.png" in asked[0]
+    with mesh.client() as client:
+        assert client.get(f"/v1/media/{doomed['id']}").status_code == 200  # dismissed: nothing deleted
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#delete").click()
+    expect(page.locator(".notice.info")).to_contain_text("Deleted doomed.png")
+    with mesh.client() as client:
+        assert client.get(f"/v1/media/{doomed['id']}").status_code == 404
+        assert client.get("/v1/jobs", params={"media_id": doomed["id"]}).json()["total"] == 0
+        remaining = client.get("/v1/media").json()["total"]
+    expect(page.locator("#results .card")).to_have_count(remaining)
+    expect(page.locator(f'#results .card[data-id="{doomed["id"]}"]')).to_have_count(0)
+
+
+def test_jobs_page_cancels_a_queued_job_which_then_never_runs(page: Page, mesh: Mesh) -> None:
+    assert mesh.worker.proc is not None
+    os.killpg(mesh.worker.proc.pid, signal.SIGSTOP)  # a busy worker: the next job stays queued
+    try:
+        with mesh.client() as client:
+            accepted = client.post("/v1/media", files={"file": ("cancel-me.png", picture(6))}).json()
+        page.goto("/#/jobs")
+        row = page.locator(f'#jobs tr[data-job="{accepted["job_id"]}"]')
+        expect(row).to_have_attribute("data-state", "queued")
+        row.locator('button[data-action="cancel"]').click()
+        expect(row).to_have_attribute("data-state", "cancelled")
+        expect(row.locator('button[data-action="cancel"]')).to_have_count(0)
+        with mesh.client() as client:
+            assert client.get(f"/v1/jobs/{accepted['job_id']}").json()["state"] == "cancelled"
+        page.locator('select[name="state"]').select_option("cancelled")
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("#jobs tbody tr")).to_have_count(1)
+        screenshot(page, "jobs")
+    finally:
+        os.killpg(mesh.worker.proc.pid, signal.SIGCONT)
+    ingest(mesh, "after-cancel.png", picture(7))  # the resumed worker has had the cancelled job and skipped it
+    with mesh.client() as client:
+        assert client.get(f"/v1/jobs/{accepted['job_id']}").json()["state"] == "cancelled"
+        assert client.get(f"/v1/media/{accepted['media_id']}").json()["classification"] is None
 
 
 def test_models_page_loads_and_unloads_and_the_budget_bar_follows(page: Page, mesh: Mesh) -> None:

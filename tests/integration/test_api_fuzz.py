@@ -48,7 +48,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
            "MEDIAMESH_QUEUE": f"fuzz:{uuid.uuid4().hex[:10]}", "MEDIAMESH_HOME": str(folder / "home"),
            "GATEWAY_SERVICES": json.dumps(down), "GATEWAY_MIGRATE_ON_START": "false",
            "GATEWAY_ROOM_TIMEOUT_S": "1", "GATEWAY_LOAD_TIMEOUT_S": "2", "GATEWAY_REQUEST_TIMEOUT_S": "5",
-           "GATEWAY_MAX_UPLOAD_BYTES": "2000000"}
+           "GATEWAY_MAX_UPLOAD_BYTES": "2000000", "GATEWAY_MAX_IN_MEMORY_BYTES": "2000000"}
     process = ServiceProcess("gateway.app:create_app", env, folder / "gateway.log").start()
     yield process
     process.stop()

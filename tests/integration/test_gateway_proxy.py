@@ -58,7 +58,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
         services = {"echo": {"url": upstream.url, "kind": "linear"},
                     "gone": {"url": "http://127.0.0.1:9", "kind": "linear"}}
         env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(services),
-               "GATEWAY_API_KEY": "s3cret", "GATEWAY_MAX_UPLOAD_BYTES": "300000"}
+               "GATEWAY_API_KEY": "s3cret", "GATEWAY_MAX_IN_MEMORY_BYTES": "300000"}
         with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as proc:
             yield proc
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.processes import ServiceProcess
+from tests.support.storage_env import shared_redis_url
 
 LINEAR = "tests.support.linear_service:create_app"
 GATEWAY = "gateway.app:create_app"
@@ -30,7 +32,9 @@ def linear(name: str, floats: int, logs: Path, port: int | None = None) -> Servi
 
 def gateway_env(services: dict[str, ServiceProcess], budget: int, **extra: str) -> dict[str, str]:
     registry = {name: {"url": proc.url, "kind": "linear"} for name, proc in services.items()}
+    # the budget ledger on the test Redis, in a namespace of this gateway's own (MEDIAMESH_QUEUE:ledger)
     return {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry),
+            "REDIS_URL": shared_redis_url(), "MEDIAMESH_QUEUE": f"test:{uuid.uuid4().hex[:10]}",
             "GATEWAY_BUDGET_BYTES": str(budget),
             "GATEWAY_HEADROOM_BYTES": "0", "GATEWAY_POLL_INTERVAL_S": "0.3", "GATEWAY_ROOM_TIMEOUT_S": "1.5",
             "GATEWAY_RETRY_AFTER_S": "7", **extra}

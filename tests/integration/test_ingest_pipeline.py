@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -73,6 +74,30 @@ def test_video_frames_go_through_the_image_path_and_sound_through_whisper(stack:
             labels.append(detail["classification"]["label"])
     assert labels == ["red", "blue", "yellow"]
     assert media["transcript"]["text"] == "the quarterly report is ready"
+    sent = httpx.post(f"{stack.url}/fake/config", json={}, timeout=10).json()["whisper_files"][-1]
+    assert sent["head"] == "1a45dfa3" and sent["size"] < len(video)  # its sound track only (Matroska), a file
+
+
+def test_upload_streamed_past_the_cap_is_413_and_leaves_nothing(stack: Stack) -> None:
+    """A chunked upload (no Content-Length) is counted as it arrives and refused at the cap."""
+    before = counts(stack)
+    files_before = sorted(p.name for p in Path(stack.home, "media").rglob("*") if p.is_file())
+    cap = int(stack.env["GATEWAY_MAX_UPLOAD_BYTES"])
+    boundary = "mediamesh-test-boundary"
+
+    def body() -> Iterator[bytes]:
+        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+               "Content-Type: audio/wav\r\n\r\n").encode()
+        for _ in range(cap // 65536 + 2):
+            yield bytes(65536)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with stack.client() as client:
+        response = client.post("/v1/media", content=body(),
+                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+    assert counts(stack) == before
+    assert sorted(p.name for p in Path(stack.home, "media").rglob("*") if p.is_file()) == files_before
 
 
 def test_json_document_gets_a_schema_analysis(stack: Stack) -> None:

@@ -81,6 +81,7 @@ def test_filter_by_position(library: Library) -> None:
     assert found(library, near="48.86,2.30", within_km=0.1) == []
     assert found(library, near=f"{SYDNEY[0]},{SYDNEY[1]}", within_km=1) == ["sydney"]
     assert found(library, near="0,0", within_km=20_000) == ["paris", "sydney"]  # only photos with a position
+    assert found(library, near="0,0", within_km=20_100) == ["paris", "sydney"]  # the whole globe: still only those
 
 
 def test_filters_apply_to_a_text_query_and_hits_carry_the_metadata(library: Library) -> None:
@@ -90,6 +91,27 @@ def test_filters_apply_to_a_text_query_and_hits_carry_the_metadata(library: Libr
     assert (hit["camera"], hit["taken_at"]) == ("Canon EOS R5", "2024-05-01T08:30:00Z")
 
 
+def listed(library: Library, **params: str | float) -> list[str]:
+    response = httpx.get(f"{library.url}/v1/media", params={"kind": "image", **params}, timeout=30)
+    assert response.status_code == 200, response.text
+    names = {media_id: name for name, media_id in library.ids.items()}
+    assert response.json()["total"] == len(response.json()["items"])
+    return sorted(names[item["id"]] for item in response.json()["items"])
+
+
+def test_the_library_list_takes_the_same_photo_filters(library: Library) -> None:
+    assert listed(library) == ["bare", "paris", "png", "sydney"]
+    assert listed(library, taken_after="2024-01-01T00:00:00Z") == ["paris"]
+    assert listed(library, taken_before="2024-05-01T08:30:00") == ["sydney"]
+    assert listed(library, camera="IPHONE 15") == ["sydney"]
+    assert listed(library, near="48.86,2.30", within_km=5) == ["paris"]
+    assert listed(library, near="0,0", within_km=20_100) == ["paris", "sydney"]
+    assert listed(library, near="0,0", within_km=20_000, camera="canon") == ["paris"]
+    item = httpx.get(f"{library.url}/v1/media", params={"camera": "canon"}, timeout=30).json()["items"][0]
+    assert (item["camera"], item["taken_at"]) == ("Canon EOS R5", "2024-05-01T08:30:00Z")
+
+
+@pytest.mark.parametrize("route", ["/v1/search", "/v1/media"])
 @pytest.mark.parametrize(("params", "message"), [
     ({"near": "48.86,2.30"}, "go together"),
     ({"within_km": 5}, "go together"),
@@ -98,7 +120,10 @@ def test_filters_apply_to_a_text_query_and_hits_carry_the_metadata(library: Libr
     ({"near": "nan,nan", "within_km": 5}, "off the globe"),
     ({"near": "0,0", "within_km": 0}, "greater than 0"),
     ({"taken_after": "last week"}, "datetime"),
+    ({"taken_after": "2024-02-01", "taken_before": "2024-01-01"}, "`taken_after` must be earlier"),
+    ({"camera": ""}, "camera"),
 ])
-def test_bad_filters_are_422_with_a_message(library: Library, params: dict[str, str | float], message: str) -> None:
-    response = httpx.get(f"{library.url}/v1/search", params=params, timeout=30)
+def test_bad_filters_are_422_with_a_message(library: Library, route: str, params: dict[str, str | float],
+                                            message: str) -> None:
+    response = httpx.get(f"{library.url}{route}", params=params, timeout=30)
     assert response.status_code == 422 and message in response.text, response.text

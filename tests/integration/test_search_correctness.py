@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from storage import db as dbmod
+from storage import spaces
 from storage.models import ImageEmbedding, Media
 from storage.search import Filters, nearest_images
 from tests.support import media_samples as samples
@@ -32,25 +33,32 @@ def test_hnsw_recall_against_exact_numpy_search() -> None:
     database = dbmod.Database(fresh_database())
     try:
         with database.session() as session:
+            space = spaces.ensure_space(session, spaces.SpaceIdentity("random", "r", 512))
             ids = [f"m{i:05d}" for i in range(len(vectors))]
             session.add_all(Media(id=m, sha256=f"{i:064x}", kind="image", mime="image/png", size=1, path="p",
                                   status="ready", degraded_reasons=[]) for i, m in enumerate(ids))
             session.flush()
-            session.add_all(ImageEmbedding(media_id=m, model="random", embedding=v) for m, v in zip(ids, vectors,
-                                                                                                     strict=True))
+            session.add_all(ImageEmbedding(media_id=m, space_id=space.id, model="random", embedding=v)
+                            for m, v in zip(ids, vectors, strict=True))
+        with database.engine.connect() as connection:
+            connection.execute(text("ANALYZE image_embeddings"))
+            connection.commit()
         recalls = []
         for query in queries:
             exact = {ids[i] for i in np.argsort(-(vectors @ query))[:10]}
             with database.session() as session:
                 session.execute(text("SET LOCAL enable_seqscan = off"))  # 3,000 rows: make the planner use HNSW
-                hits = nearest_images(session, query.tolist(), Filters(), limit=10, offset=0, ef_search=100)
-                plan = session.execute(text("EXPLAIN SELECT media_id FROM image_embeddings ORDER BY embedding <=> "
-                                            "CAST(:q AS vector) LIMIT 10"), {"q": str(query.tolist())}).all()
+                hits = nearest_images(session, query.tolist(), Filters(), space=space, limit=10, offset=0,
+                                      ef_search=100)
+                plan = session.execute(text(
+                    f"EXPLAIN SELECT media_id FROM image_embeddings WHERE space_id = {space.id} "
+                    "ORDER BY embedding::vector(512) <=> CAST(:q AS vector) LIMIT 10"), {"q": str(query.tolist())})
+                plan = plan.all()
             recalls.append(len(exact & {h.media.id for h in hits}) / 10)
             for hit in hits:  # the score is the cosine similarity, exactly as NumPy computes it
                 assert hit.score == pytest.approx(float(vectors[int(hit.media.id[1:])] @ query), abs=1e-4)
             assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-        assert "ix_image_embeddings_hnsw" in " ".join(str(row) for row in plan)
+        assert spaces.index_name(space.id) in " ".join(str(row) for row in plan)
         assert np.mean(recalls) >= 0.95, recalls
     finally:
         database.dispose()

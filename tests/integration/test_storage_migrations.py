@@ -11,11 +11,12 @@ from sqlalchemy import inspect, text
 
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage import db as dbmod
+from storage import spaces
 from storage.models import ImageAnalysis, ImageEmbedding, Media, Transcript
 from tests.support.storage_env import fresh_database
 
 TABLES = {"media", "classifications", "image_embeddings", "image_analyses", "transcripts", "video_frames",
-          "json_documents", "clusters", "cluster_members", "jobs", "classify_results"}
+          "json_documents", "clusters", "cluster_members", "jobs", "classify_results", "embedding_spaces", "objects"}
 
 
 def _tables(url: str) -> set[str]:
@@ -42,9 +43,11 @@ def test_schema_has_hnsw_gin_and_generated_tsvector() -> None:
     database = dbmod.Database(url)
     try:
         with database.session() as session:
+            space = spaces.ensure_space(session, spaces.SpaceIdentity("m", "w", 512))
             indexes = dict(session.execute(text("SELECT indexname, indexdef FROM pg_indexes")).all())
-            assert "hnsw" in indexes["ix_image_embeddings_hnsw"] and "vector_cosine_ops" in indexes[
-                "ix_image_embeddings_hnsw"]
+            space_index = indexes[spaces.index_name(space.id)]  # the space's own HNSW index, over its rows only
+            assert "hnsw" in space_index and "vector_cosine_ops" in space_index and "vector(512)" in space_index
+            assert f"space_id = {space.id}" in space_index
             assert "gin" in indexes["ix_transcripts_tsv"]
             media = Media(sha256="a" * 64, kind="audio", mime="audio/wav", size=1, path="aa/aa/" + "a" * 64,
                           degraded_reasons=[])
@@ -52,7 +55,7 @@ def test_schema_has_hnsw_gin_and_generated_tsvector() -> None:
             session.flush()
             session.add(Transcript(media_id=media.id, text="The quarterly report is ready", segments=[]))
             session.add(ImageAnalysis(media_id=media.id, caption="a black cat sitting on tables"))
-            session.add(ImageEmbedding(media_id=media.id, model="m", embedding=[1.0] + [0.0] * 511))
+            session.add(ImageEmbedding(media_id=media.id, space_id=space.id, model="m", embedding=[1.0] + [0.0] * 511))
         with database.session() as session:
             found = session.execute(text(
                 "SELECT count(*) FROM transcripts WHERE tsv @@ websearch_to_tsquery('simple', 'quarterly report')"
@@ -63,6 +66,30 @@ def test_schema_has_hnsw_gin_and_generated_tsvector() -> None:
             assert (found, stemmed) == (1, 1)
     finally:
         database.dispose()
+
+
+def test_vectors_stored_before_spaces_move_to_a_legacy_space_and_back() -> None:
+    """0005: each model name's vectors become a complete `legacy` space with its own index; down again keeps them."""
+    url = fresh_database(migrate=False)
+    dbmod.upgrade(url, "0004")
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    vector = "[" + ",".join(["1"] + ["0"] * 511) + "]"
+    with psycopg.connect(plain) as connection:
+        for media_id in ("a", "b"):
+            connection.execute("INSERT INTO media (id, sha256, kind, mime, size, path) "
+                               "VALUES (%s, %s, 'image', 'image/png', 1, 'p')", (media_id, media_id * 64))
+            connection.execute("INSERT INTO image_embeddings (media_id, model, embedding) VALUES (%s, 'clip', %s)",
+                               (media_id, vector))
+    dbmod.upgrade(url)
+    with psycopg.connect(plain) as connection:
+        rows = connection.execute("SELECT s.id, s.model, s.weights_sha256, s.dim, s.state, count(*) FROM "
+                                  "image_embeddings e JOIN embedding_spaces s ON s.id = e.space_id GROUP BY s.id").fetchall()
+        assert [row[1:] for row in rows] == [("clip", "legacy", 512, "complete", 2)]
+        names = {row[0] for row in connection.execute("SELECT indexname FROM pg_indexes")}
+        assert spaces.index_name(rows[0][0]) in names
+    dbmod.downgrade(url, "0004")
+    with psycopg.connect(plain) as connection:
+        assert connection.execute("SELECT count(*) FROM image_embeddings").fetchone() == (2,)
 
 
 def test_duplicate_sha_is_refused_by_the_database() -> None:

@@ -66,6 +66,16 @@ def create_app() -> FastAPI:
         app.state.fake.update(config)
         return app.state.fake
 
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        """Only when a test lists its services (`services` in the fake's config): else 404, as before."""
+        names = app.state.fake.get("services")
+        if not names:
+            raise HTTPException(404, "the fake gateway lists no models unless configured")
+        data = [{"id": name, "kind": name, "url": "http://fake", "state": "unloaded", "reserved_bytes": 0}
+                for name in names]
+        return {"data": data, "budget_bytes": 1, "reserved_bytes": 0, "free_bytes": 1}
+
     @app.get("/fake/calls")
     def calls() -> dict[str, int]:
         return app.state.fake["calls"]
@@ -83,7 +93,7 @@ def create_app() -> FastAPI:
     @app.post("/v1/services/{name}/{path:path}")
     async def proxy(name: str, path: str, request: Request) -> dict[str, Any]:
         await _gate(app, name)
-        body = await request.json()
+        body = await _body(request)
         handler = FAKES.get((name, path))
         if handler is None:
             raise HTTPException(404, f"fake gateway has no {name}/{path}")
@@ -104,6 +114,14 @@ class FakeDispatcher:
         except HTTPException as exc:
             raise UpstreamError(name, exc.status_code, str(exc.detail), exc.headers or {}) from exc
         return FAKES[(name, path)](self.app, payload)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    """A JSON body, or a multipart one (whisper's file upload) as {"file": its bytes, other fields...}."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return dict(await request.json())
+    form = await request.form()
+    return {key: (await value.read() if hasattr(value, "read") else value) for key, value in form.items()}
 
 
 async def _gate(app: FastAPI, service: str) -> None:
@@ -135,8 +153,28 @@ def _analyze(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
             "processing_time_ms": 1.0}
 
 
+def _detect(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
+    """Every picture has a "square" in its middle 80 %; a green one also a "dog" in its top-left quarter."""
+    image = Image.open(io.BytesIO(base64.b64decode(body["images"][0])))
+    width, height = image.size
+    boxes = [("square", 0.9, (0.1, 0.1, 0.9, 0.9))]
+    if nearest_color(mean_rgb(body["images"][0])) == "green":
+        boxes.append(("dog", 0.6, (0.0, 0.0, 0.5, 0.5)))
+    wanted = {q.lower() for q in body.get("queries") or []}
+    objects = [{"label": label, "score": score,
+                "box": {"x0": x0 * width, "y0": y0 * height, "x1": x1 * width, "y1": y1 * height},
+                "box_normalized": {"x0": x0, "y0": y0, "x1": x1, "y1": y1}}
+               for label, score, (x0, y0, x1, y1) in boxes if not wanted or label in wanted]
+    return {"model": "fake-detector", "open_vocabulary": False, "processing_time_ms": 1.0,
+            "results": [{"width": width, "height": height, "objects": objects}]}
+
+
 def _transcribe(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
-    """The configured transcript, one 2-second segment per sentence (". " ends one)."""
+    """The configured transcript, one 2-second segment per sentence (". " ends one); an uploaded file's size
+    and first bytes are noted in the fake's state (`whisper_files`)."""
+    if isinstance(body.get("file"), bytes):
+        app.state.fake.setdefault("whisper_files", []).append(
+            {"size": len(body["file"]), "head": body["file"][:4].hex()})
     text = app.state.fake["transcript"]
     sentences = text.split(". ")
     segments = [{"id": i, "start": 2.0 * i, "end": 2.0 * i + 1.0, "text": sentence}
@@ -168,4 +206,4 @@ def _enrich(app: FastAPI, body: dict[str, Any]) -> dict[str, Any]:
 FAKES = {("clip", "v1/embed/image"): _embed_image, ("clip", "v1/embed/text"): _embed_text,
          ("blip2", "v1/analyze-image"): _analyze, ("whisper", "v1/transcribe"): _transcribe,
          ("llm", "v1/analyze-json-schema"): _json_schema, ("blip2", "v1/label-cluster"): _label_cluster,
-         ("llm", "v1/enrich-cluster"): _enrich}
+         ("llm", "v1/enrich-cluster"): _enrich, ("detector", "v1/detect"): _detect}

@@ -138,3 +138,26 @@ async def test_a_full_queue_refuses_with_503_and_retry_after() -> None:
     assert await running == 0 and await queued == [1, 2]
     assert await batcher.submit(4) == 4  # room again
     await batcher.close()
+
+
+async def test_an_eager_batch_runs_at_once_when_nothing_else_is_coming() -> None:
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=16, max_wait_s=60, eager=True)
+    assert await asyncio.wait_for(batcher.submit(3), 10) == 6  # not 60 s of waiting for strangers
+    await batcher.close()
+
+
+async def test_an_eager_batch_waits_for_announced_requests_and_not_for_withdrawn_ones() -> None:
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch_size=16, max_wait_s=60, eager=True)
+    with batcher.expect() as decoding, batcher.expect():  # two requests still decoding
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.05)
+        assert recorder.batches == []  # held for the announced requests
+        second = asyncio.create_task(batcher.submit_many([2], decoding))
+        await asyncio.sleep(0.05)
+        assert recorder.batches == []  # the other one is still on its way
+    # leaving the block withdrew the one whose decoding "failed": the batch runs without it
+    assert await asyncio.wait_for(asyncio.gather(first, second), 10) == [2, [4]]
+    assert recorder.batches == [[1, 2]]
+    await batcher.close()

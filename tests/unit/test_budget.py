@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from gateway.scheduler.slots import BudgetExceeded, LoadFailed
 from gateway.settings import GatewaySettings
 from shared.http.errors import Conflict
 from shared.schemas.gateway import SlotState
+from tests.support.ledger import fresh_ledger
 
 
 class FakeBackend:
@@ -47,9 +49,17 @@ class FakeBackend:
 
 def make(budget_bytes: int = 100, delay_s: float = 0.0, **kwargs: Any) -> tuple[MemoryBudget, FakeBackend]:
     backend = FakeBackend(delay_s=delay_s)
-    budget = MemoryBudget(backend, budget_bytes, room_timeout_s=kwargs.pop("room_timeout_s", 0.3), **kwargs)
+    budget = MemoryBudget(backend, budget_bytes, ledger=fresh_ledger(),
+                          room_timeout_s=kwargs.pop("room_timeout_s", 0.3), **kwargs)
     backend.budget = budget
     return budget, backend
+
+
+async def settled(done: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Until background work (an unload started by the budget) is done: each step is a Redis round trip."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not done() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
 
 
 async def test_loads_on_demand_and_counts_in_flight() -> None:
@@ -214,7 +224,7 @@ async def test_model_loaded_behind_our_back_is_counted_or_unloaded() -> None:
     assert budget.slots["a"].state is SlotState.loaded and budget.reserved_bytes == 60
     backend.loaded["b"] = 60
     await budget.observe("b", "loaded", footprint_bytes=60)
-    await asyncio.sleep(0.01)
+    await settled(lambda: "b" not in backend.loaded)
     assert "b" not in backend.loaded and budget.reserved_bytes == 60
 
 
@@ -236,7 +246,7 @@ async def test_keep_alive_zero_unloads_right_after_the_last_request() -> None:
         async with budget.use("a", keep_alive_s=0):
             pass
         assert budget.slots["a"].state is SlotState.loaded  # one still in flight: never cut
-    await asyncio.sleep(0.01)
+    await settled(lambda: budget.slots["a"].state is SlotState.unloaded)
     assert budget.slots["a"].state is SlotState.unloaded and backend.calls == [("load", "a"), ("unload", "a")]
     assert budget.reserved_bytes == 0
 

@@ -1,7 +1,8 @@
 """Random interleavings of requests, loads, unloads, failures and restarts never break the budget.
 
 Each rule starts or finishes work on one event loop; `run` lets the loop make progress, so
-loads, unloads and waiting requests genuinely overlap.
+loads, unloads and waiting requests genuinely overlap. The budget's ledger is the real one in
+Redis (a namespace per example), and the invariant is read from it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from gateway.scheduler.budget import MemoryBudget
+from gateway.scheduler.budget import DEFAULT_DEVICE, MemoryBudget
 from gateway.scheduler.slots import HOLDING
+from tests.support.ledger import fresh_ledger
 from tests.unit.test_budget import FakeBackend
 
 BUDGET = 100
@@ -27,7 +29,8 @@ class BudgetMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.backend = FakeBackend(delay_s=0.001)
-        self.budget = MemoryBudget(self.backend, BUDGET, room_timeout_s=0.01, idle_ttl_s=0.0)
+        self.ledger = fresh_ledger()
+        self.budget = MemoryBudget(self.backend, BUDGET, ledger=self.ledger, room_timeout_s=0.01, idle_ttl_s=0.0)
         self.backend.budget = self.budget
         for name, size in MODELS.items():
             self.budget.add(name, estimated_bytes=size, pinned=name == "pinned", priority=size % 3)
@@ -94,7 +97,8 @@ class BudgetMachine(RuleBasedStateMachine):
 
     @invariant()
     def reservations_fit_the_budget(self) -> None:
-        assert self.budget.reserved_bytes <= BUDGET, self.budget.slots
+        view = self.loop.run_until_complete(self.ledger.view(DEFAULT_DEVICE))
+        assert view.reserved <= BUDGET, (view, self.budget.slots)
 
     @invariant()
     def waiting_and_in_flight_counts_are_never_negative(self) -> None:
@@ -120,6 +124,7 @@ class BudgetMachine(RuleBasedStateMachine):
             task.cancel()
         with contextlib.suppress(BaseException):
             self.loop.run_until_complete(asyncio.gather(*self.background, return_exceptions=True))
+        self.loop.run_until_complete(self.ledger.close())
         self.loop.close()
 
 

@@ -34,7 +34,7 @@ def test_pull_when_offline_says_it_cannot_and_points_at_tiny(tmp_path: Path) -> 
     result = invoke("models", "pull", "--dest", str(tmp_path), HF_HUB_OFFLINE="1")
     assert result.exit_code == 1
     assert "HF_HUB_OFFLINE is set" in result.flat
-    assert "Cannot pull blip2, whisper, llm, cnn, clip without the hub" in result.flat
+    assert "Cannot pull blip2, whisper, llm, cnn, clip, detector without the hub" in result.flat
     assert "mediamesh models tiny" in result.flat
     assert list(tmp_path.iterdir()) == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,9 +63,47 @@ def test_hooks_run_off_the_event_loop_and_the_kit_times_the_call(client: TestCli
     answer = client.post("/v1/double", json={"xs": [1, 4]}).json()
     assert answer["ys"] == [3.0, 9.0] and answer["processing_time_ms"] > 0
     threads = answer["threads"]
-    assert threads["batch"].startswith("linear-infer")
-    assert threads["decode"] != threads["encode"] and not threads["decode"].startswith("linear-infer")
+    # alone, the request decodes and runs its batch in one call on the inference thread
+    assert threads["batch"].startswith("linear-infer") and threads["decode"] == threads["batch"]
+    assert threads["decode"] != threads["encode"]
     assert client.post("/double", json={"xs": [4]}).json()["ys"] == [9.0]  # the alias: same handler
+
+
+held = threading.Event()
+release = threading.Event()
+decoded_beside: list[str] = []
+
+
+def held_batch(model: LinearModel, xs: list[float]) -> list[float | Exception]:
+    if xs == [100.0]:  # the first request: hold the inference thread until the second has decoded
+        held.set()
+        release.wait(30)
+    return list(model.predict(xs))
+
+
+def decode_and_note(model: LinearModel, body: Numbers) -> list[float]:
+    if body.xs != [100.0]:
+        decoded_beside.append(threading.current_thread().name)
+        release.set()
+    return body.xs
+
+
+@router.task("/v1/held", decode=decode_and_note, batch=Batch(held_batch))
+def held_answer(model: LinearModel, body: Numbers, ys: list[float]) -> Answer:
+    return Answer(ys=ys, threads={})
+
+
+def test_while_one_request_runs_the_next_decodes_beside_it_and_both_answers_are_the_same(
+    client: TestClient,
+) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.post, "/v1/held", json={"xs": [100]})
+        assert held.wait(30)
+        second = pool.submit(client.post, "/v1/held", json={"xs": [1, 4]})
+        assert first.result().json()["ys"] == [201.0]
+        assert second.result().json()["ys"] == [3.0, 9.0]  # what the same numbers get alone
+    assert len(decoded_beside) == 1 and not decoded_beside[0].startswith("linear-infer")
+    assert client.post("/v1/held", json={"xs": [1, 4]}).json()["ys"] == [3.0, 9.0]
 
 
 def test_a_failed_item_fails_its_request(client: TestClient) -> None:

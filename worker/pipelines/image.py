@@ -1,4 +1,5 @@
-"""Image → cascade classification, CLIP embedding, BLIP-2 analysis (each stage independent of the others)."""
+"""Image → cascade classification, CLIP embedding, BLIP-2 analysis (each stage independent of the others),
+then the detector's objects (which also give BLIP-2's named objects their boxes)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from storage.models import EMBEDDING_DIM
-from storage.repositories.media import ImageResults
+from storage.repositories.media import FoundObjects, ImageResults
+from storage.spaces import SpaceIdentity
 from worker.model_client import StageFailed
+from worker.pipelines import objects
 from worker.pipelines.context import Outcome, PipelineContext
 
 
@@ -23,6 +25,10 @@ def analyse_image(ctx: PipelineContext, media_id: str, data: bytes, span: tuple[
         ("embedding", lambda: _embed(ctx, image_b64)),
         ("analysis", lambda: ctx.models.analyze_image(image_b64)),
     )
+    if not ctx.settings.image_analysis:  # WORKER_IMAGE_ANALYSIS=false: no BLIP-2 caption per image
+        stages = tuple(stage for stage in stages if stage[0] != "analysis")
+    if objects.wanted(ctx):  # after the others: it reuses the cascade's objects and boxes BLIP-2's
+        stages = (*stages, ("objects", lambda: _objects(ctx, image_b64, results)))
     for index, (name, run) in enumerate(stages):
         ctx.report(start + width * index / len(stages), name)
         try:
@@ -34,9 +40,17 @@ def analyse_image(ctx: PipelineContext, media_id: str, data: bytes, span: tuple[
     return outcome
 
 
-def _embed(ctx: PipelineContext, image_b64: str) -> tuple[str, list[float]]:
+def _objects(ctx: PipelineContext, image_b64: str, results: dict[str, Any]) -> FoundObjects:
+    found, open_vocabulary = objects.find_objects(ctx, image_b64, results.get("classification"))
+    if results.get("analysis") is not None:
+        results["analysis"] = objects.with_boxes(ctx, image_b64, results["analysis"], found, open_vocabulary)
+    return found
+
+
+def _embed(ctx: PipelineContext, image_b64: str) -> tuple[SpaceIdentity, list[float]]:
+    """The vector and its space (model, weights hash, dimension), as the clip service names them."""
     answer = ctx.models.embed_image(image_b64)
     vector = answer.embeddings[0]
-    if len(vector) != EMBEDDING_DIM:
-        raise StageFailed("clip", f"embedding has {len(vector)} dimensions; the database stores {EMBEDDING_DIM}")
-    return answer.model, vector
+    if len(vector) != answer.dim:
+        raise StageFailed("clip", f"embedding has {len(vector)} dimensions; the answer says {answer.dim}")
+    return SpaceIdentity.of(answer.model, answer.dim, answer.weights_sha256), vector

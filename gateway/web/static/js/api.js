@@ -48,6 +48,7 @@ export async function request(method, path, { json, form, allow = [] } = {}) {
 
 export const get = (path, options) => request("GET", path, options);
 export const post = (path, options) => request("POST", path, options);
+export const del = (path, options) => request("DELETE", path, options);
 
 export function query(params) {
   const search = new URLSearchParams();

@@ -1,12 +1,13 @@
-// The shell: hash routes (#/search, #/upload, #/item/ID, #/models, #/health), the nav, the API-key prompt.
+// The shell: hash routes (#/search, #/upload, #/item/ID, #/jobs, #/models, #/health), the nav, the API-key prompt.
 import { releaseMedia, setKey } from "./api.js";
 import * as health from "./pages/health.js";
 import * as item from "./pages/item.js";
+import * as jobs from "./pages/jobs.js";
 import * as models from "./pages/models.js";
 import * as search from "./pages/search.js";
 import * as upload from "./pages/upload.js";
 
-const PAGES = { search, upload, item, models, health };
+const PAGES = { search, upload, item, jobs, models, health };
 const root = document.getElementById("page");
 let cleanup = null;
 

@@ -1,6 +1,6 @@
 // Item: the picture, video (with its sampled frames) or audio; labels, caption, objects, transcript with
-// clickable times; the cascade trace stage by stage; the item's jobs and "reprocess".
-import { get, post, query } from "../api.js";
+// clickable times; the cascade trace stage by stage; the item's jobs and "reprocess"; "delete", after a confirm.
+import { del, get, post, query } from "../api.js";
 import { bytes, clock, h, notice, sourced, thumbnail, when } from "../dom.js";
 
 const POLL_MS = 700;
@@ -61,7 +61,8 @@ function trace(media) {
 function jobs(media, reprocess) {
   return section("Jobs", h("ul", { class: "jobs" }, media.jobs.map((j) => h("li", { dataset: { state: j.state } },
     `${when(j.created_at)} · ${j.state}${j.stage ? ` · ${j.stage}` : ""} · attempt ${j.attempts}/${j.max_attempts}`,
-    j.error && h("span", { class: "error-text" }, ` ${j.error}`)))), reprocess);
+    j.error && h("span", { class: "error-text" }, ` ${j.error}`)))),
+  h("p", {}, reprocess, " ", h("a", { href: `#/jobs` }, "All jobs")));
 }
 
 export function render(root, { arg }) {
@@ -83,6 +84,20 @@ export function render(root, { arg }) {
     }
   }
 
+  async function remove(media, button) {
+    const name = media.original_name || media.id;
+    if (!window.confirm(`Delete ${name}? Its labels, vectors, frames and stored file go too.`)) return;
+    button.disabled = true;
+    try {
+      await del(`/v1/media/${encodeURIComponent(media.id)}`);
+      stopped = true;
+      location.hash = `#/search?${query({ deleted: name })}`;
+    } catch (error) {
+      status.replaceChildren(notice(error.message));
+      button.disabled = false;
+    }
+  }
+
   async function show() {
     try {
       const media = await get(`/v1/media/${encodeURIComponent(arg)}`);
@@ -91,7 +106,9 @@ export function render(root, { arg }) {
       root.replaceChildren(...[
         h("div", { class: "page-head" }, h("h1", {}, media.original_name || media.id),
           h("span", { class: `badge ${media.status}`, id: "status" }, media.status),
-          media.kind === "image" && h("a", { href: `#/search?${query({ similar: media.id })}` }, "More like this")),
+          media.kind === "image" && h("a", { href: `#/search?${query({ similar: media.id })}` }, "More like this"),
+          h("button", { type: "button", id: "delete", class: "danger", onclick: (e) => remove(media, e.currentTarget) },
+            "Delete")),
         status,
         h("p", { class: "muted" }, `${media.kind} · ${media.mime} · ${bytes(media.size)} · ${when(media.created_at)}`),
         media.degraded_reasons.length ? notice(`Degraded: ${media.degraded_reasons.join("; ")}`, "warning") : null,

@@ -1,5 +1,5 @@
-// Search: words and filters (kept in the URL), a grid of thumbnails that grows as you scroll,
-// "more like this" on any picture, and search by dropping an image.
+// Search: words and filters (kept in the URL; the photo filters read EXIF: camera, capture date, GPS), a grid
+// of thumbnails that grows as you scroll, "more like this" on any picture, and search by dropping an image.
 import { get, post, query } from "../api.js";
 import { h, notice, thumbnail } from "../dom.js";
 
@@ -16,7 +16,9 @@ function card(hit) {
     h("a", { href: open }, thumbnail(id, hit.kind)),
     h("figcaption", {},
       h("span", { class: "label" }, hit.label || hit.original_name || hit.kind),
-      score && h("span", { class: "score" }, score), similar));
+      score && h("span", { class: "score" }, score), similar,
+      (hit.camera || hit.taken_at) && h("span", { class: "exif" },
+        [hit.camera, hit.taken_at && new Date(hit.taken_at).toLocaleDateString()].filter(Boolean).join(" · "))));
 }
 
 function form(params) {
@@ -27,6 +29,15 @@ function form(params) {
     field("q", { type: "search", placeholder: "Words: a red car, the quarterly report…", "aria-label": "words" }),
     kind, field("label", { placeholder: "label", "aria-label": "label" }),
     h("label", {}, "from ", field("since", { type: "date" })), h("label", {}, "to ", field("until", { type: "date" })),
+    h("fieldset", { class: "photo-filters" }, h("legend", {}, "Photos (EXIF)"),
+      field("camera", { placeholder: "camera", "aria-label": "camera", size: 12 }),
+      h("label", {}, "taken from ", field("taken_from", { type: "date" })),
+      h("label", {}, "to ", field("taken_to", { type: "date" })),
+      field("near", { placeholder: "lat,lon", "aria-label": "near", size: 12 }),
+      field("within_km", { type: "number", min: "0.1", step: "any", placeholder: "km", "aria-label": "within km",
+        style: "width:5.5rem" }),
+      h("label", {}, h("input", { type: "checkbox", name: "gps", value: "1", checked: params.get("gps") === "1" }),
+        " with GPS")),
     h("button", { type: "submit" }, "Search"));
   el.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -43,10 +54,19 @@ function midnight(date, days = 0) {
   return moment.toISOString();
 }
 
+// The EXIF filters, as /v1/search and /v1/media take them. "With GPS": anywhere within 20,100 km of 0,0 (the
+// whole globe), which only photos with a position match.
+function photoFilters(params) {
+  const gps = params.get("gps") === "1" && !params.get("near");
+  return { camera: params.get("camera"), taken_after: midnight(params.get("taken_from")),
+    taken_before: midnight(params.get("taken_to"), 1),
+    near: gps ? "0,0" : params.get("near"), within_km: gps ? 20100 : params.get("within_km") };
+}
+
 // Where the next page comes from: the library (no words), words, or pictures like a stored or dropped one.
 function source(params, dropped) {
   const filters = { kind: params.get("kind"), label: params.get("label"),
-    since: midnight(params.get("since")), until: midnight(params.get("until"), 1) };
+    since: midnight(params.get("since")), until: midnight(params.get("until"), 1), ...photoFilters(params) };
   const similar = dropped || params.get("similar");
   if (similar) {
     return async (offset) => {
@@ -74,6 +94,7 @@ export function render(root, { params }, dropped = null) {
   const zone = h("div", { class: "dropzone small", id: "search-drop" }, "Drop an image here to find similar ones");
   const heading = dropped ? `Like ${dropped.name}` : params.get("similar") ? "More like this" : "Search";
   root.append(h("div", { class: "page-head" }, h("h1", {}, heading)), form(params), zone, status, grid, sentinel);
+  if (params.get("deleted")) status.append(notice(`Deleted ${params.get("deleted")}.`, "info"));
 
   const next = source(params, dropped);
   const seen = new Set();

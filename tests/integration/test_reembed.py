@@ -1,0 +1,168 @@
+"""Issue 15: versioned embeddings. Images embedded by one tiny CLIP (512-d), the clip service swapped for
+another (768-d), then `POST /v1/reembed` under concurrent searches: every answer comes from one space
+(no mixed vectors), similar-item search never comes back empty, and it moves to the new space once,
+when the re-embed completes. Real processes: the gateway, the clip service, the worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+import pytest
+
+from shared.catalog import TINY_MARKER
+from tests.support import media_samples as samples
+from tests.support.processes import ServiceProcess, free_port
+from tests.support.storage_env import Stack, WorkerProcess, fresh_database, shared_redis_url
+
+IMAGES = [(color, seed) for seed in range(4) for color in ("red", "green", "blue", "yellow", "black", "white")]
+
+
+def _large_clip(folder: Path) -> Path:
+    """A second tiny CLIP: other weights, 768-d like ViT-L/14."""
+    from services.clip.tiny import build
+
+    build(folder, projection_dim=768)
+    (folder / TINY_MARKER).write_text("random weights, for tests\n")
+    return folder
+
+
+def _clip(model: Path, port: int, log: Path) -> ServiceProcess:
+    return ServiceProcess("services.clip.app:create_app", {"CLIP_MODEL_PATH": str(model), "CLIP_DEVICE": "cpu"},
+                          log, port=port).start(timeout_s=120)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str], Path]) -> Iterator[dict]:
+    folder = tmp_path_factory.mktemp("reembed")
+    with ExitStack() as stack:
+        port = free_port()
+        clip = _clip(tiny_model("clip"), port, folder / "clip-512.log")
+        env = {"DATABASE_URL": fresh_database(), "REDIS_URL": shared_redis_url(),
+               "MEDIAMESH_QUEUE": f"reembed:{id(folder)}", "MEDIAMESH_HOME": str(folder / "home"),
+               "GATEWAY_POLL_INTERVAL_S": "0.5", "WORKER_BUSY_RETRIES": "0", "WORKER_IMAGE_ANALYSIS": "false",
+               "GATEWAY_SERVICES": json.dumps({"clip": {"url": clip.url, "kind": "clip"}})}
+        gateway = stack.enter_context(ServiceProcess("gateway.app:create_app", env, folder / "gateway.log"))
+        env["GATEWAY_URL"] = gateway.url
+        worker = WorkerProcess(env, folder / "worker.log").start()
+        stack.callback(worker.stop)
+        state = {"stack": Stack(env=env, gateway=gateway, worker=worker, home=folder / "home"), "clip": clip,
+                 "port": port, "folder": folder}
+        stack.callback(lambda: state["clip"].stop())
+        yield state
+
+
+def _ingest(stack: Stack) -> list[str]:
+    ids, jobs = [], []
+    with stack.client() as client:
+        for color, seed in IMAGES:
+            accepted = client.post("/v1/media", files={"file": (f"{color}{seed}.png", samples.png(color, seed=seed))})
+            assert accepted.status_code == 202, accepted.text
+            ids.append(accepted.json()["media_id"])
+            jobs.append(accepted.json()["job_id"])
+    for job_id in jobs:
+        assert stack.wait_job(job_id, timeout_s=300)["state"] == "done"
+    return ids
+
+
+def _vectors(url: str) -> dict[tuple[int, str], np.ndarray]:
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
+        rows = connection.execute("SELECT space_id, media_id, embedding::text FROM image_embeddings").fetchall()
+    return {(space_id, media_id): np.asarray(json.loads(vector)) for space_id, media_id, vector in rows}
+
+
+def _until_the_gateway_embeds_with_768_d(stack: Stack) -> None:
+    """The gateway polls its services: wait until it sends texts to the new clip (which registers its space)."""
+    for _ in range(600):
+        answer = httpx.get(f"{stack.url}/v1/search", params={"q": "red"}, timeout=60).json()
+        if answer["space"] is not None and answer["space"]["dim"] == 768:
+            assert answer["space"]["state"] == "filling" and answer["degraded"]
+            return
+        threading.Event().wait(0.1)
+    raise TimeoutError(f"the gateway never used the 768-d clip: {answer}")
+
+
+class Searcher(threading.Thread):
+    """Searches, as fast as answers come, for items similar to one stored item and for a text."""
+
+    def __init__(self, url: str, media_id: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.media_id = url, media_id
+        self.stop = threading.Event()
+        self.similar: list[dict] = []
+        self.texts: list[dict] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self.stop.is_set():
+                similar = client.post("/v1/search/image", data={"media_id": self.media_id, "limit": 30})
+                text = client.get("/v1/search", params={"q": "a red square", "kind": "image", "limit": 30,
+                                                        "min_similarity": -1})
+                for answer, into in ((similar, self.similar), (text, self.texts)):
+                    if answer.status_code == 200:
+                        into.append(answer.json())
+                    else:
+                        self.errors.append(f"{answer.status_code}: {answer.text}")
+
+
+def test_reembed_into_a_768_d_model_under_concurrent_searches(mesh: dict) -> None:
+    stack: Stack = mesh["stack"]
+    ids = _ingest(stack)
+    before = httpx.post(f"{stack.url}/v1/search/image", data={"media_id": ids[0], "limit": 30}, timeout=60).json()
+    small = before["space"]
+    assert small["dim"] == 512 and small["state"] == "complete" and not before["degraded"]
+    assert len(before["results"]) == len(ids) - 1
+
+    # the clip service now runs another model: nothing is re-embedded yet, and search still works
+    mesh["clip"].stop()
+    mesh["clip"] = _clip(_large_clip(mesh["folder"] / "clip-large"), mesh["port"], mesh["folder"] / "clip-768.log")
+    _until_the_gateway_embeds_with_768_d(stack)
+    searcher = Searcher(stack.url, ids[0])
+    searcher.start()
+    try:
+        stale = httpx.post(f"{stack.url}/v1/search/image", data={"media_id": ids[0], "limit": 30}, timeout=60).json()
+        assert stale["space"]["id"] == small["id"] and len(stale["results"]) == len(ids) - 1
+        with stack.client() as client:
+            accepted = client.post("/v1/reembed").json()
+            again = client.post("/v1/reembed").json()  # one re-embed at a time
+        assert again["job_id"] == accepted["job_id"] or not again["already_running"]  # unless it was done already
+        job = stack.wait_job(accepted["job_id"], timeout_s=300)
+        assert job["state"] == "done", job
+        after_done = len(searcher.similar)
+        while len(searcher.similar) < after_done + 3:  # a few answers after it completed
+            searcher.join(0.2)
+    finally:
+        searcher.stop.set()
+        searcher.join(60)
+
+    large = job["result"]["space"]
+    assert large["dim"] == 768 and job["result"]["items"] == len(ids) and job["result"]["failed_count"] == 0
+    listed = httpx.get(f"{stack.url}/v1/jobs", params={"kind": "reembed"}, timeout=30).json()
+    assert {item["id"]: item["progress"] for item in listed["items"]}[accepted["job_id"]] == 1
+    spaces = {s["id"]: s for s in httpx.get(f"{stack.url}/v1/embedding-spaces", timeout=30).json()}
+    assert spaces[large["id"]]["state"] == "complete" and spaces[large["id"]]["items"] == len(ids)
+
+    assert not searcher.errors, searcher.errors[:3]
+    vectors = _vectors(stack.env["DATABASE_URL"])
+    seen = [answer["space"]["id"] for answer in searcher.similar]
+    # similar-item search: the small space until the re-embed completed, then the large one, never back
+    assert seen[0] == small["id"] and seen[-1] == large["id"]
+    assert seen == sorted(seen, key=lambda space_id: space_id == large["id"])
+    for answer in searcher.similar:
+        space_id = answer["space"]["id"]
+        assert len(answer["results"]) == len(ids) - 1  # never empty, never short
+        assert bool(answer["degraded"]) == (space_id == small["id"])
+        query = vectors[(space_id, ids[0])]
+        for hit in answer["results"]:  # each score is the cosine within the answer's own space: no mixing
+            assert hit["score"] == pytest.approx(float(vectors[(space_id, hit["media_id"])] @ query), abs=1e-4)
+    # text search: the query is the large model's, so it only ever meets large vectors
+    assert searcher.texts and all(answer["space"]["id"] == large["id"] for answer in searcher.texts)
+    assert len(searcher.texts[-1]["results"]) == len(ids) and not searcher.texts[-1]["degraded"]
+    assert any(answer["degraded"] for answer in searcher.texts)  # while it filled, the answer said so
