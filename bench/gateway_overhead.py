@@ -2,8 +2,10 @@
 
 The cnn service (its tiny model, loaded) is called directly, through the gateway's proxy
 (`/v1/services/cnn/v1/classify`) and through the cascade (`/v1/classify`, `mode=never`: the
-gateway also decodes the image to refuse bad ones). The three are interleaved request by
-request on keep-alive connections so drift hits them alike. Target: p50 difference <= 2 ms.
+gateway also reads the image's header to refuse what is not an image or too large; the one full
+decode happens in the service). The three are interleaved request by request on keep-alive
+connections so drift hits them alike. Target: each gateway path's p50 within 10 % of the direct
+call's p50.
 
 On a shared, busy machine wall-clock differences are noisy, so the gateway process's own CPU
 time per request is measured too (psutil): on an idle machine the added latency is about that
@@ -28,6 +30,7 @@ from shared.imaging import encode_image_base64
 from tests.support.models import tiny_model_dir
 from tests.support.processes import ServiceProcess
 
+TARGET_SHARE = 0.10  # of the direct call's p50
 REQUESTS = 250
 CPU_REQUESTS = 200
 WARMUP = 30
@@ -105,7 +108,8 @@ def report(times: dict[str, list[float]], cpu: dict[str, float]) -> None:
                      f"gateway CPU {gw_cpu} ms/request")
     print("\n".join(lines))
     worst = max(statistics.median(times[n]) for n in ("proxy", "cascade")) - base
-    verdict = "meets" if worst <= 2.0 else "misses"
+    share = worst / base
+    verdict = "meets" if share <= TARGET_SHARE else f"misses by {(share - TARGET_SHARE) * 100:.1f} points"
     load = psutil.getloadavg()[0]
     write_section("gateway_overhead", f"""
 ## Gateway overhead on a CNN-only classify
@@ -120,8 +124,10 @@ column is not).
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Worst p50 overhead **{worst:.2f} ms**: it {verdict} the target (≤ 2 ms at p50). The cascade path also
-decodes the image at the gateway (`shared.imaging`) so a bad one never reaches a model.
+Worst p50 overhead **{worst:.2f} ms = {share * 100:.1f} %** of the direct call's p50: it {verdict} the target
+(≤ {TARGET_SHARE * 100:.0f} %). The cascade path checks the image at the gateway from its header only
+(`shared.imaging.check_image`: format and size, no pixels decoded), so what is not an image never
+holds or loads a model; the service decodes it, once.
 """)
 
 

@@ -1,10 +1,11 @@
 """`python -m bench ingest_throughput`: images ingested through `POST /v1/media` until their jobs are done,
 vs the same model calls made directly.
 
-Real processes on this machine: the cnn and clip services (tiny models, loaded), the gateway with storage
-(embedded Postgres + pgvector, Redis) and a cnn-only cascade, and the worker with BLIP-2 analysis off
-(`WORKER_IMAGE_ANALYSIS=false`), so an image costs a cnn classification and a clip embedding either way.
-Baseline: one client posting the same images straight to the cnn and clip services in batches of 16.
+Real processes on this machine: the cnn and clip services (tiny models, loaded, one torch thread each), the
+gateway with storage (embedded Postgres + pgvector, Redis) and a cnn-only cascade, and the worker with
+BLIP-2 analysis off (`WORKER_IMAGE_ANALYSIS=false`), so an image costs a cnn classification and a clip
+embedding either way. Baseline: one client posting the same images straight to the cnn and clip services
+in batches of 16.
 The ingest is timed from the first upload to the last job done (uploads from 8 client threads), once
 with one job at a time (`WORKER_CONCURRENCY=1`, the old worker) and once with the default settings.
 Target: ingest throughput >= 0.7x the baseline's.
@@ -78,7 +79,7 @@ def ingest(gateway_url: str, data: list[bytes]) -> tuple[float, int]:
             done, failed = _count(client, "done") - before[0], _count(client, "failed") - before[1]
             if done + failed >= len(data):
                 return time.perf_counter() - started, done
-            time.sleep(0.25)
+            time.sleep(1.0)  # the polling costs the gateway and Postgres work too
 
 
 class CpuMeter:
@@ -119,9 +120,13 @@ def _count(client: httpx.Client, state: str) -> int:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        cnn = ServiceProcess("services.cnn.app:create_app", {"CNN_MODEL_PATH": str(tiny_model_dir("cnn"))},
+        # one torch thread each: with torch's default (a thread per core) every paced request of one image
+        # ends in OpenMP spin-waiting, about 15x the request's own CPU time on a machine with 2 cores
+        cnn = ServiceProcess("services.cnn.app:create_app",
+                             {"CNN_MODEL_PATH": str(tiny_model_dir("cnn")), "CNN_TORCH_THREADS": "1"},
                              folder / "cnn.log")
-        clip = ServiceProcess("services.clip.app:create_app", {"CLIP_MODEL_PATH": str(tiny_model_dir("clip"))},
+        clip = ServiceProcess("services.clip.app:create_app",
+                              {"CLIP_MODEL_PATH": str(tiny_model_dir("clip")), "CLIP_TORCH_THREADS": "1"},
                               folder / "clip.log")
         with cnn, clip:
             for service in (cnn, clip):
@@ -181,10 +186,11 @@ def report(baseline_s: float, runs: dict[str, tuple[float, int]], cpu: dict[str,
 ## Ingest throughput: `POST /v1/media` until done vs the model calls alone
 
 {IMAGES} distinct 224×224 JPEGs. Baseline: one client posting them straight to the cnn and clip services
-(tiny models, loaded) in batches of {BATCH}. Ingest: the same images uploaded through the gateway
-({UPLOAD_THREADS} client threads; stored by hash, checked, recorded in Postgres, queued in Redis) and
-processed by the worker — cnn-only cascade classification and clip embedding, BLIP-2 analysis off — timed
-from the first upload until the last job is done. "Defaults" is the worker as shipped:
+(tiny models, loaded, `<P>TORCH_THREADS=1`: torch's default of one thread per core spin-waits after every
+small request, about 15× that request's own CPU time here) in batches of {BATCH}. Ingest: the same images
+uploaded through the gateway ({UPLOAD_THREADS} client threads; stored by hash, checked, recorded in Postgres,
+queued in Redis) and processed by the worker — cnn-only cascade classification and clip embedding, BLIP-2
+analysis off — timed from the first upload until the last job is done. "Defaults" is the worker as shipped:
 `WORKER_CONCURRENCY={defaults["concurrency"].default}` jobs at once, their images sent to clip together (up to
 `WORKER_BATCH_MAX={defaults["batch_max"].default}`, `WORKER_BATCH_WAIT_MS={defaults["batch_wait_ms"].default:g}`).
 Every process shares this machine's cores (load average {load:.1f} on {psutil.cpu_count()} cores while it ran;

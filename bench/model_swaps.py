@@ -42,7 +42,7 @@ def run(kinds: list[str], lookahead: int, max_deferrals: int) -> tuple[int, int]
         queue.enqueue(f"job{index}")
     resident: set[str] = set()
     swaps, position, passed_over = 0, 0, Counter[str]()
-    picker = JobPicker(queue, "bench", needs=lambda job_id: models_for(kind_of[job_id]),
+    picker = JobPicker(queue, "bench", needs=lambda ids: {i: models_for(kind_of[i]) for i in ids},
                        loaded=lambda: set(resident), lookahead=lookahead, max_deferrals=max_deferrals,
                        visibility_ms=60_000, refresh_s=0.0)
     try:

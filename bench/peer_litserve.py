@@ -81,7 +81,8 @@ class ClipPeer(ls.LitAPI):
         return output
 
     def encode_response(self, vector: np.ndarray) -> dict[str, Any]:
-        return {"model": self.model.identity(), "dim": self.model.dim, "embeddings": [vector.tolist()]}
+        return {"model": self.model.identity(), "dim": self.model.dim,
+                "weights_sha256": getattr(self.model, "weights_sha256", None), "embeddings": [vector.tolist()]}
 
 
 def main(argv: list[str]) -> None:

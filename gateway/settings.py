@@ -17,7 +17,8 @@ GIB = 1024**3
 
 class ServiceEndpoint(BaseModel):
     url: str
-    kind: str = Field(description="Which contract it speaks: cnn, clip, blip2, whisper, llm (or a test kind).")
+    kind: str = Field(description="Which contract it speaks: cnn, clip, blip2, whisper, llm, detector "
+                      "(or a test kind).")
 
     @field_validator("url")
     @classmethod

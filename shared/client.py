@@ -18,6 +18,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -200,6 +201,18 @@ class GatewayClient(_ClientBase):
 
     def upload_media(self, filename: str, content: bytes | IO[bytes]) -> dict[str, Any]:
         return self.request("POST", "/v1/media", files={"file": (filename, content)})
+
+    def media_file(self, media_id: str) -> bytes:
+        """A stored item's original bytes (`GET /v1/media/{id}/file`)."""
+        try:
+            response = self.http.get(f"/v1/media/{quote(media_id, safe='')}/file")
+        except httpx.ConnectError as exc:
+            raise GatewayUnreachable(self.base_url, exc) from exc
+        except httpx.HTTPError as exc:
+            raise GatewayNoAnswer(exc) from exc
+        if response.status_code >= 400:
+            raise GatewayError(response.status_code, error_detail(response.content))
+        return response.content
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/v1/jobs/{job_id}")

@@ -2,8 +2,8 @@
 
 Every environment variable is read by exactly one class: `MEDIAMESH_HOME` here in `HomeSettings`,
 `DATABASE_URL`/`REDIS_URL`/`MEDIAMESH_QUEUE`/`MEDIAMESH_MEDIA_DIR` in `ConnectionSettings`, and
-`GATEWAY_URL`/`GATEWAY_API_KEY` in `GatewayAccess`, `MEDIAMESH_NODE` in `ServiceSettings`; a process nests
-these as fields of its own class.
+`GATEWAY_URL`/`GATEWAY_API_KEY` in `GatewayAccess`, `MEDIAMESH_NODE` in `NodeSettings`; a process nests these
+as fields of its own class.
 """
 
 from __future__ import annotations
@@ -88,6 +88,16 @@ class GatewayAccess(BaseSettings):
 RESTART_EXIT_CODE = 75
 
 
+class NodeSettings(BaseSettings):
+    """The machine a model service runs on: the gateways keep one memory budget per device of each node."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    name: str = Field(default_factory=socket.gethostname, validation_alias=AliasChoices("MEDIAMESH_NODE"),
+                      description="The machine's name in the per-device budgets (`<node>/<GPU UUID>`); default the "
+                      "host name. In Kubernetes, the node's name (the chart sets it).")
+
+
 class ServiceSettings(BaseSettings):
     """The settings every model service reads. A service's class adds the mixins it uses
     (`ImageInputSettings`, `BatchSettings`, `QuantizationSettings`) and sets `env_prefix` (e.g. `CNN_`),
@@ -103,9 +113,7 @@ class ServiceSettings(BaseSettings):
     )
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
                         description="auto: CUDA when there is one; cuda:<index> picks one GPU of several.")
-    node: str = Field(default_factory=socket.gethostname, validation_alias=AliasChoices("MEDIAMESH_NODE"),
-                      description="The machine this service runs on, as the gateways' per-device budgets name it; "
-                      "default the host name.")
+    node: NodeSettings = Field(default_factory=lambda: NodeSettings())
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         default="auto", description="auto: float16 on CUDA, float32 on the CPU."
     )

@@ -7,6 +7,7 @@ same folder and renamed into place, so a reader never sees a half-written head.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import numpy as np
 from shared.http.errors import BadInput, Conflict, NotFound
 from shared.schemas.heads import EmbeddingSpace, HeadInfo
 
+log = logging.getLogger(__name__)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 INFO_FILE, WEIGHTS_FILE = "head.json", "weights.npz"
 
@@ -55,6 +57,9 @@ class LinearHead:
 class HeadStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        # the clip service applies a head on every call: its arrays are read once per version folder (a
+        # folder replaced by hand, after a delete, has a new head.json and is read again)
+        self._loaded: dict[Path, tuple[int, LinearHead]] = {}
 
     def versions(self, name: str) -> list[int]:
         folder = self.root / name
@@ -83,15 +88,38 @@ class HeadStore:
         return self.root / name / str(int(version))
 
     def info(self, folder: Path) -> HeadInfo:
-        return HeadInfo.model_validate_json((folder / INFO_FILE).read_text())
+        try:
+            return HeadInfo.model_validate_json((folder / INFO_FILE).read_text())
+        except (OSError, ValueError) as exc:  # ValueError: pydantic's ValidationError
+            raise Conflict(f"head {folder.parent.name}@{folder.name} is damaged ({type(exc).__name__}); delete "
+                           f"its folder and train it again") from exc
 
     def load(self, ref: str) -> LinearHead:
         folder = self.resolve(ref)
-        with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as arrays:
-            return LinearHead(self.info(folder), arrays["W"], arrays["b"])
+        stamp = (folder / INFO_FILE).stat().st_mtime_ns
+        cached = self._loaded.get(folder)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        info = self.info(folder)
+        try:
+            with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as arrays:
+                head = LinearHead(info, arrays["W"], arrays["b"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise Conflict(f"head {info.ref}'s weights are damaged ({type(exc).__name__}); delete its folder and "
+                           "train it again") from exc
+        self._loaded[folder] = (stamp, head)
+        return head
 
     def list(self) -> list[HeadInfo]:
-        return [self.info(self.root / name / str(v)) for name in self.names() for v in reversed(self.versions(name))]
+        """Every readable head, newest version first per name; a damaged one is logged and left out."""
+        heads = []
+        for name in self.names():
+            for version in reversed(self.versions(name)):
+                try:
+                    heads.append(self.info(self.root / name / str(version)))
+                except Conflict as exc:
+                    log.warning("%s", exc.detail)
+        return heads
 
     def write(self, info: HeadInfo, weights: np.ndarray, bias: np.ndarray,
               extras: Callable[[Path, HeadInfo], None] = lambda folder, info: None) -> HeadInfo:

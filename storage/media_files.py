@@ -32,9 +32,14 @@ class IncomingFile:
         self.size += len(chunk)
 
     def finish(self) -> None:
+        """Everything written: flushed to disk, ready to be committed."""
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()
+
+    def discard(self) -> None:
+        self._handle.close()
+        self.path.unlink(missing_ok=True)
 
     @property
     def sha256(self) -> str:
@@ -57,8 +62,7 @@ class MediaStore:
         try:
             yield incoming
         finally:
-            incoming._handle.close()
-            incoming.path.unlink(missing_ok=True)
+            incoming.discard()  # after a commit the path is gone already
 
     def commit(self, incoming: IncomingFile) -> tuple[str, str]:
         """Move a finished upload to its content address; return (sha256, path relative to the root)."""

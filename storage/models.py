@@ -93,6 +93,9 @@ class Classification(Base):
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _created()
 
+    # search's label filter compares lower(label)
+    __table_args__ = (Index("ix_classifications_label_lower", func.lower(label)),)
+
 
 class EmbeddingSpace(Base):
     """Vectors of one model: its id, a hash of its weights and its dimension (`storage.spaces`).

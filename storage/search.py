@@ -134,9 +134,9 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, s
 
     A full page whenever that many items match the filters: the space's HNSW index serves unfiltered and
     broad queries (with pgvector's iterative scan where the extension has it); a selective filter
-    (fewer than EXACT_SCAN_BELOW matches) is an exact scan of the matching items, as is any index scan
-    that ran dry before the page filled. `kind=video` finds frames of videos (each names its video in
-    `parent_id`)."""
+    (fewer than EXACT_SCAN_BELOW matches) is an exact scan of the matching items. An index scan the
+    filters starved is tried again at the widest ef_search, then replaced by the exact scan.
+    `kind=video` finds frames of videos (each names its video in `parent_id`)."""
     depth = limit + offset
     if depth > MAX_RANKED_DEPTH:
         raise ValueError(f"nearest neighbours reach {MAX_RANKED_DEPTH} deep, not {depth}")
@@ -145,10 +145,15 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, s
     matching = _matching(filters, space, exclude)
     if matching is None:
         return []
-    selective = _filtered(filters) and _count_up_to(session, matching, EXACT_SCAN_BELOW) < EXACT_SCAN_BELOW
-    rows = [] if selective else _index_scan(session, matching, vector, space, depth, ef_search)
-    if selective or (len(rows) < depth and (_filtered(filters) or exclude is not None)):
+    filtered = _filtered(filters) or exclude is not None
+    if _filtered(filters) and _count_up_to(session, matching, EXACT_SCAN_BELOW) < EXACT_SCAN_BELOW:
         rows = _exact_scan(session, matching, vector, depth)
+    else:
+        rows = _index_scan(session, matching, vector, space, depth, ef_search)
+        if filtered and len(rows) < depth and ef_search < MAX_RANKED_DEPTH:  # the filter starved it: go wider
+            rows = _index_scan(session, matching, vector, space, depth, MAX_RANKED_DEPTH)
+        if filtered and len(rows) < depth:
+            rows = _exact_scan(session, matching, vector, depth)
     return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1], similarity=1.0 - float(row[2]))
             for row in rows[offset:]]
 

@@ -54,10 +54,10 @@ def choose(waiting: list[Waiting], resident: set[str] | None, max_deferrals: int
 class JobPicker:
     """The worker's claimed-but-not-started jobs, shared by its threads."""
 
-    def __init__(self, queue: JobQueue, consumer: str, *, needs: Callable[[str], frozenset[str]],
+    def __init__(self, queue: JobQueue, consumer: str, *, needs: Callable[[list[str]], dict[str, frozenset[str]]],
                  loaded: Callable[[], set[str] | None], lookahead: int, max_deferrals: int,
-                 visibility_ms: int, refresh_s: float = 1.0) -> None:
-        self.queue, self.consumer, self.needs, self.loaded = queue, consumer, needs, loaded
+                 visibility_ms: int, refresh_s: float = 1.0, touch: Callable[..., None] = lambda *ids: None) -> None:
+        self.queue, self.consumer, self.needs, self.loaded, self.touch = queue, consumer, needs, loaded, touch
         self.lookahead, self.max_deferrals, self.visibility_ms = lookahead, max_deferrals, visibility_ms
         self.refresh_s = refresh_s
         self.lock = threading.Lock()
@@ -86,10 +86,12 @@ class JobPicker:
                 self._resident |= needs
 
     def heartbeat(self) -> None:
-        """Keep the waiting jobs' messages from looking abandoned (the running ones beat on their own)."""
+        """Keep the waiting jobs from looking abandoned, in Redis (their messages) and in Postgres (`touch`,
+        what stale-job recovery looks at); the running ones beat on their own."""
         with self.lock:
-            ids = [entry.delivery.message_id for entry in self.waiting]
-        self.queue.heartbeat(self.consumer, *ids)
+            deliveries = [entry.delivery for entry in self.waiting]
+        self.queue.heartbeat(self.consumer, *(delivery.message_id for delivery in deliveries))
+        self.touch(*(delivery.job_id for delivery in deliveries))
 
     def _fill(self, block_ms: int) -> None:
         room = self.lookahead - len(self.waiting)
@@ -98,9 +100,9 @@ class JobPicker:
         known = {entry.delivery.message_id for entry in self.waiting} | set(self.running)
         claimed = self.queue.claim_many(self.consumer, room, visibility_ms=self.visibility_ms,
                                         block_ms=0 if self.waiting else block_ms)
-        for delivery in claimed:
-            if delivery.message_id not in known:  # our own waiting job reclaimed after a missed beat
-                self.waiting.append(Waiting(delivery, self.needs(delivery.job_id)))
+        fresh = [delivery for delivery in claimed if delivery.message_id not in known]  # known: reclaimed
+        needs = self.needs([delivery.job_id for delivery in fresh]) if fresh else {}  # after a missed beat
+        self.waiting += [Waiting(delivery, needs.get(delivery.job_id, frozenset())) for delivery in fresh]
 
     def _resident_models(self) -> set[str] | None:
         """Loaded per the gateway (asked at most every `refresh_s`), plus what running jobs are using."""

@@ -44,12 +44,13 @@ class Worker:
         shared = ModelClient.from_settings(settings)  # the batcher's and the picker's calls
         # a lone job has no one to wait for: its images go at once
         wait_s = settings.batch_wait_ms / 1000 if settings.concurrency > 1 else 0.0
-        embedder = CrossJobBatcher(lambda images: one_each(shared.embed_images(images)),
-                                   max_batch=settings.batch_max, wait_s=wait_s, name="clip")
+        embedder: CrossJobBatcher[str, EmbedResponse] = CrossJobBatcher(
+            lambda images: one_each(shared.embed_images(images)), max_batch=settings.batch_max, wait_s=wait_s,
+            name="clip")
         picker = JobPicker(self.storage.queue, self.consumer, needs=self.models_needed, loaded=shared.loaded_models,
                            lookahead=settings.lookahead, max_deferrals=settings.max_deferrals,
                            visibility_ms=int(settings.visibility_timeout_s * 1000),
-                           refresh_s=settings.models_refresh_s)
+                           refresh_s=settings.models_refresh_s, touch=self.storage.jobs.touch)
         threads = [threading.Thread(target=self._loop, args=(f"{self.consumer}-{i}", picker, embedder),
                                     name=f"worker-{i}") for i in range(settings.concurrency)]
         for thread in threads:
@@ -62,16 +63,10 @@ class Worker:
             embedder.close()
             shared.close()
 
-    def models_needed(self, job_id: str) -> frozenset[str]:
-        """The services a queued job will call (by its kind and its media's), for the picker."""
-        job = self.storage.jobs.get(job_id)
-        if job is None:
-            return frozenset()
-        kind = job.kind
-        if kind == "ingest" and job.media_id is not None:
-            media = self.storage.media.get(job.media_id)
-            kind = media.kind if media is not None else kind
-        return models_for(kind, self.settings.image_analysis)
+    def models_needed(self, job_ids: list[str]) -> dict[str, frozenset[str]]:
+        """The services each queued job will call (by its kind and its media's), for the picker."""
+        kinds = self.storage.jobs.work_kinds(job_ids)
+        return {job_id: models_for(kind, self.settings.image_analysis) for job_id, kind in kinds.items()}
 
     def _loop(self, consumer: str, picker: JobPicker, embedder: CrossJobBatcher[str, EmbedResponse]) -> None:
         reconciles = consumer.endswith("-0")  # one thread per worker looks for lost jobs

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gateway.dispatch.dispatcher import DispatcherDep, UpstreamError
-from shared.http.errors import error_detail
+from shared.http.errors import BadInput, error_detail
 from shared.schemas.heads import HeadsReport
 
 router = APIRouter(tags=["heads"])
@@ -22,6 +22,10 @@ async def list_heads(
 ) -> HeadsReport:
     """Every version of every head `mediamesh train-head` saved, newest first per name, with its labels,
     embedding space and held-out metrics against zero-shot CLIP. Reading them loads no model."""
+    kind = dispatcher.registry.record(service).endpoint.kind
+    if kind != "clip":
+        raise BadInput(f"service '{service}' is a {kind} service; heads live on a clip service: "
+                       f"{', '.join(dispatcher.registry.of_kind('clip')) or 'none configured'}")
     upstream = await dispatcher.open(service, "/v1/heads", content=b"", headers={}, method="GET")
     body = await upstream.body()
     if upstream.status_code >= 400:

@@ -252,17 +252,22 @@ class MemoryBudget:
             log.warning("loading %s failed: %s", slot.name, slot.error)
             raise LoadFailed(f"could not load model '{slot.name}': {slot.error}") from exc
         async with self._changed:
-            slot.footprint_bytes = measured
-            if measured > slot.reserved:
-                await self._grow_reservation(slot, measured)
-            else:
-                slot.reserved = measured
-                await self._resize(slot, measured, UNCHECKED)  # shrinking always fits
-            if slot.state is SlotState.loading:
-                slot.state = SlotState.loaded
-                self._note(device, await self.ledger.mark_loaded(device, slot.name))
-            slot.last_used = time.monotonic()
-            self._changed.notify_all()
+            try:
+                slot.footprint_bytes = measured
+                if measured > slot.reserved:
+                    await self._grow_reservation(slot, measured)
+                else:
+                    slot.reserved = measured
+                    await self._resize(slot, measured, UNCHECKED)  # shrinking always fits
+                if slot.state is SlotState.loading:
+                    self._note(device, await self.ledger.mark_loaded(device, slot.name))
+                    slot.state = SlotState.loaded
+                slot.last_used = time.monotonic()
+            except LedgerUnavailable:  # loaded, but not counted: the next poll counts it (or unloads it)
+                slot.state, slot.reserved = SlotState.unloaded, 0
+                raise
+            finally:
+                self._changed.notify_all()
 
     async def _resize(self, slot: ModelSlot, nbytes: int, budget: int) -> Answer:
         """Set the model's reservation in the ledger; a reservation that lapsed meanwhile is asked for anew."""
@@ -499,12 +504,17 @@ class MemoryBudget:
                 await self._retake(self.slots[name])
 
     async def _retake(self, slot: ModelSlot) -> None:
+        """Another gateway unloaded it, or our lease lapsed: ask the service (its answer is adopted), if we can."""
         async with self._changed:
-            if slot.state is SlotState.loaded:
-                log.warning("the ledger lost %s's reservation (lease lapsed); taking it again", slot.name)
+            lost = slot.state is SlotState.loaded
+            if lost:
+                log.warning("the ledger no longer has %s reserved (unloaded elsewhere, or the lease lapsed)", slot.name)
                 slot.state, slot.reserved = SlotState.unloaded, 0
-                await self._adopt_loaded(slot)
+                if self.locate is None:
+                    await self._adopt_loaded(slot)
             elif slot.state not in HOLDING and slot.resident_bytes:
                 device = self.device_of(slot)
                 self._note(device, await self.ledger.resident(device, slot.name, slot.resident_bytes))
             self._changed.notify_all()
+        if lost and self.locate is not None:
+            await self.locate(slot.name)  # still loaded there: observed, and reserved again if it fits

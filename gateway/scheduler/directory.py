@@ -138,13 +138,22 @@ class ServiceRegistry:
             self.budget.slot(name).restarts_on_unload = info.unload_mode == "restart"
         await self.budget.observe(
             name, info.state.value if info else None,
-            estimated_bytes=info.estimated_bytes if info else None,
+            estimated_bytes=self._estimate(info) if info else None,
             footprint_bytes=info.footprint_bytes if info else None,
             device_bytes=info.device_use.process_bytes if info and info.device_use else None,
             overdue=info.overdue if info else 0,
             device=info.placement.key if info and info.placement else None,
         )
         return record
+
+    def _estimate(self, info: ModelInfo) -> int:
+        """The weight files, plus the CUDA context its first load will create (a GPU service that has not touched
+        the card yet): the context another service measured, since a context's size depends on the card."""
+        if not info.device.startswith("cuda") or info.device_use is not None:
+            return info.estimated_bytes
+        contexts = [r.info.device_use.context_bytes for r in self.records.values()
+                    if r.info is not None and r.info.device_use is not None and r.info.device_use.context_bytes]
+        return info.estimated_bytes + max((c for c in contexts if c is not None), default=0)
 
     def devices(self) -> list[DeviceCheck]:
         """Each GPU the services report, its NVML use reconciled with the budget (see `reconcile.py`)."""

@@ -62,6 +62,8 @@ def render(report: HealthReport, memory: dict[str, int], latency_ms: float) -> T
     for dep in report.dependencies:
         latency = "-" if dep.latency_ms is None else f"{dep.latency_ms:.0f} ms"
         table.add_row(dep.name, "dependency", _styled(dep.status), "-", "-", latency, dep.detail or "")
+    if report.warnings:  # degraded though everything is up: the watchdog, the GPU reconciliation
+        table.caption = "\n".join(f"[yellow]warning:[/] {warning}" for warning in report.warnings)
     return table
 
 

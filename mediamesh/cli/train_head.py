@@ -1,6 +1,7 @@
 """`mediamesh train-head FOLDER`: a CLIP head for your own labels.
 
-FOLDER holds one sub-folder of images per label. Every image is embedded by the clip service
+FOLDER holds one sub-folder of images per label (stored media can be added or used instead:
+`--media-label ID=LABEL`, `--media-csv`). Every image is embedded by the clip service
 (through the gateway); a per-label held-out split is kept aside; a linear probe (logistic
 regression, balanced class weights) is fitted on the rest and compared on the held-out images
 with zero-shot CLIP ("a photo of a {label}."). The head is saved as a new version under
@@ -11,8 +12,11 @@ MEDIAMESH_HOME/heads/<name>/ with its report; the clip service serves it at once
 from __future__ import annotations
 
 import base64
+import csv
 import re
+import tempfile
 from collections import Counter
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +41,7 @@ console = Console()
 BATCH = 16  # images per embedding call
 ZERO_SHOT_TEMPLATE = "a photo of a {}."
 MAX_PIXELS = 40_000_000  # the clip service's default limit (CLIP_MAX_IMAGE_PIXELS)
+MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class TrainingRefused(ValueError):
@@ -118,16 +123,70 @@ def zero_shot(client: GatewayClient, service: str, paths: list[Path], labels: li
     return np.array(predicted), model
 
 
-def default_name(folder: Path) -> str:
+def default_name(folder: Path | None) -> str:
+    if folder is None:
+        raise TrainingRefused("give the head a --name (there is no folder to name it after)")
     name = re.sub(r"[^a-z0-9_.-]+", "-", folder.resolve().name.lower()).strip("-._")
     if not NAME.fullmatch(name):
-        raise typer.BadParameter(f"cannot make a head name from the folder name {folder.name!r}; give --name")
+        raise TrainingRefused(f"cannot make a head name from the folder name {folder.name!r}; give --name")
     return name
 
 
+def media_pairs(media_label: list[str], media_csv: Path | None) -> list[tuple[str, str]]:
+    """(media id, label) from `--media-label ID=LABEL` and the `media_id,label` rows of `--media-csv`."""
+    rows = [(item, *item.partition("=")[::2]) for item in media_label]
+    if media_csv is not None:
+        with media_csv.open(newline="") as handle:
+            lines = [row for row in csv.reader(handle) if row and not row[0].lstrip().startswith("#")]
+        if lines and [cell.strip().lower() for cell in lines[0]] == ["media_id", "label"]:
+            lines = lines[1:]
+        rows += [(",".join(row), row[0], row[1] if len(row) == 2 else "") for row in lines]
+    pairs: dict[str, str] = {}
+    for given, media_id, label in rows:
+        media_id, label = media_id.strip(), label.strip()
+        if not MEDIA_ID.fullmatch(media_id) or not label or "/" in label or label.startswith("."):
+            raise TrainingRefused(f"{given!r} is not `MEDIA_ID=LABEL` (--media-label) or `media_id,label` "
+                                  "(--media-csv) with a stored item's id and a label without '/'")
+        if pairs.setdefault(media_id, label) != label:
+            raise TrainingRefused(f"media {media_id} is labelled both {pairs[media_id]!r} and {label!r}")
+    return list(pairs.items())
+
+
+def fetch_media(client: GatewayClient, pairs: list[tuple[str, str]], scratch: Path) -> list[tuple[str, Path]]:
+    """Each stored item's original bytes as scratch/<label>/<id>, as if it were a file of the folder."""
+    found = []
+    with _progress() as progress:
+        task = progress.add_task("fetching stored media", total=len(pairs))
+        for media_id, label in pairs:
+            try:
+                data = client.media_file(media_id)
+            except GatewayError as exc:
+                if exc.status_code == 404:
+                    raise TrainingRefused(f"media {media_id} (label {label!r}): {exc.detail}") from exc
+                raise
+            path = scratch / label / media_id
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            found.append((label, path))
+            progress.advance(task)
+    return found
+
+
+@dataclass(frozen=True)
+class Training:
+    min_images: int
+    holdout: float
+    seed: int
+    c: float
+
+
 def train_head(
-    folder: Annotated[Path, typer.Argument(help="One sub-folder of images per label (the sub-folder's name).")],
+    folder: Annotated[Path | None, typer.Argument(
+        help="One sub-folder of images per label (the sub-folder's name).")] = None,
     name: Annotated[str | None, typer.Option(help="The head's name; default the folder's name.")] = None,
+    media_label: Annotated[list[str] | None, typer.Option(
+        help="ID=LABEL: a stored media item as an image of LABEL (repeatable; with or without FOLDER).")] = None,
+    media_csv: Annotated[Path | None, typer.Option(help="A CSV of `media_id,label` rows, like --media-label.")] = None,
     min_images: Annotated[int, typer.Option(min=2, help="Fewest images a label may have.")] = 5,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of each label's images held out.")] = 0.25,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split and of the solver.")] = 0,
@@ -140,32 +199,47 @@ def train_head(
     """Train a CLIP head (a linear probe) on labelled images; report it against zero-shot CLIP; save it."""
     try:
         from mediamesh.head_report import write_report
-        from mediamesh.probe import evaluate, fit_probe, predict, stratified_split
     except ImportError as exc:
         raise typer.BadParameter(f"train-head needs the heads extra: pip install 'mediamesh[heads]' ({exc})") from exc
-    images = labelled_images(folder)
+    if folder is None and not media_label and media_csv is None:
+        raise typer.BadParameter("give a FOLDER of labelled sub-folders, or --media-label / --media-csv")
     try:
         name = check_name(name or default_name(folder))
-        labels = check_folder(images, min_images)
-    except (TrainingRefused, BadInput) as exc:
+        pairs = media_pairs(media_label or [], media_csv)
+    except (TrainingRefused, BadInput, OSError) as exc:
         raise typer.BadParameter(str(exc)) from exc
+    images = labelled_images(folder) if folder is not None else []
+    training = Training(min_images, holdout, seed, c)
     settings = CommandSettings()
     store = HeadStore((heads_dir or settings.home.heads_dir).expanduser())
-    paths = [path for _, path in images]
-    targets = np.array([labels.index(label) for label, _ in images])
-    split = stratified_split(targets, holdout, seed)
-    with settings.gateway_client(url) as client:
+    with settings.gateway_client(url) as client, tempfile.TemporaryDirectory(prefix="mediamesh-head-") as scratch:
         try:
-            embeddings, space = embed(client, service, paths)
-            zero_shot_predicted, zero_shot_model = zero_shot(client, service, [paths[i] for i in split.test], labels)
-            space = one_space([(space, "the images"), (EmbeddingSpace(model=zero_shot_model, dim=space.dim),
-                                                       "the zero-shot baseline")])
+            images += fetch_media(client, pairs, Path(scratch))
+            labels = check_folder(images, min_images)
+            info, weights, bias = fit_head(client, service, name, images, labels, training)
         except (GatewayError, TrainingRefused) as exc:
             console.print(f"[red]{exc}[/]; nothing was saved")
             raise typer.Exit(2) from exc
+    saved = store.write(info, weights, bias, extras=write_report)
+    show(saved, store.root / saved.name / str(saved.version))
+
+
+def fit_head(client: GatewayClient, service: str, name: str, images: list[tuple[str, Path]], labels: list[str],
+             training: Training) -> tuple[HeadInfo, np.ndarray, np.ndarray]:
+    """Embed, hold out, fit, and measure the head and zero-shot CLIP on the held-out images."""
+    from mediamesh.probe import evaluate, fit_probe, predict, stratified_split
+
+    paths = [path for _, path in images]
+    targets = np.array([labels.index(label) for label, _ in images])
+    split = stratified_split(targets, training.holdout, training.seed)
+    embeddings, space = embed(client, service, paths)
+    zero_shot_predicted, zero_shot_model = zero_shot(client, service, [paths[i] for i in split.test], labels)
+    space = one_space([(space, "the images"), (EmbeddingSpace(model=zero_shot_model, dim=space.dim),
+                                               "the zero-shot baseline")])
     with _progress() as progress:
         task = progress.add_task("training", total=2)
-        weights, bias = fit_probe(embeddings[split.train], targets[split.train], len(labels), c=c, seed=seed)
+        weights, bias = fit_probe(embeddings[split.train], targets[split.train], len(labels), c=training.c,
+                                  seed=training.seed)
         progress.advance(task)
         truth = targets[split.test]
         metrics = HeadMetrics(
@@ -175,10 +249,8 @@ def train_head(
             test_images=dict(Counter(labels[i] for i in truth)))
         progress.advance(task)
     info = HeadInfo(name=name, version=1, labels=labels, space=space, created_at=datetime.now(UTC), metrics=metrics,
-                    training={"seed": seed, "holdout": holdout, "c": c, "class_weight": "balanced",
-                              "min_images": min_images})
-    saved = store.write(info, weights, bias, extras=write_report)
-    show(saved, store.root / saved.name / str(saved.version))
+                    training={**asdict(training), "class_weight": "balanced"})
+    return info, weights, bias
 
 
 def show(info: HeadInfo, folder: Path) -> None:

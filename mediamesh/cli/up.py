@@ -25,7 +25,7 @@ console = Console()
 OnlyOption = Annotated[list[str] | None, typer.Option(
     "--only", help="Start only these model services, comma-separated (e.g. cnn,clip).")]
 PortOption = Annotated[list[str] | None, typer.Option(
-    "--port", help="Override a port: NAME=PORT (gateway, cnn, clip, blip2, whisper, llm); repeatable.")]
+    "--port", help="Override a port: NAME=PORT (gateway, cnn, clip, blip2, whisper, llm, detector); repeatable.")]
 
 
 def up(

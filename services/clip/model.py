@@ -88,18 +88,19 @@ class ClipModel(ServedModel):
         pixels = self.processor.image_processor(images=images, return_tensors="np")["pixel_values"]
         return [np.asarray(p, dtype=np.float32) for p in pixels]
 
-    def embed_payloads(self, payloads: list[ImagePayload]) -> list[np.ndarray | ServiceError]:
-        """Decode, preprocess and embed one batch; a bad image fails only its own request.
+    def pixels(self, payload: ImagePayload) -> np.ndarray:
+        """One image's base64 → its CHW pixel array (decode, resize, crop, normalise)."""
+        image = decode_image_base64(payload.data, max_pixels=self.settings.max_image_pixels, name=payload.name)
+        return self.preprocess([image])[0]
 
-        Decoding here, on the inference thread, rather than before the batcher, lets a burst of
-        requests reach the batcher together instead of spread over their decoding times.
-        """
+    def embed_payloads(self, payloads: list[ImagePayload | np.ndarray]) -> list[np.ndarray | ServiceError]:
+        """Embed one batch of images, each already decoded (`pixels`, on a worker thread beside the batch
+        that runs) or still base64 (decoded here); a bad image fails only its own request."""
         arrays: list[np.ndarray] = []
         results: list[np.ndarray | ServiceError | None] = []
         for payload in payloads:
             try:
-                image = decode_image_base64(payload.data, max_pixels=self.settings.max_image_pixels, name=payload.name)
-                arrays.extend(self.preprocess([image]))
+                arrays.append(payload if isinstance(payload, np.ndarray) else self.pixels(payload))
                 results.append(None)
             except ServiceError as exc:
                 results.append(exc)

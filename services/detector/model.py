@@ -99,7 +99,9 @@ class DetectorModel(ServedModel):
 
     def _owlv2(self, images: list[Image.Image], queries: list[str], threshold: float) -> list[list[Found]]:
         text = [list(queries)] * len(images)
-        inputs = self.processor(text=text, images=images, return_tensors="pt").to(self.device)
+        # OWL's text tower reads a fixed 16 tokens: pad every phrase to it, cut longer ones
+        inputs = self.processor(text=text, images=images, padding="max_length", truncation=True,
+                                return_tensors="pt").to(self.device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         outputs = self.model(**inputs)
         # OWLv2 pads each image to a square at the bottom and right: its boxes are relative to that square

@@ -289,7 +289,7 @@ class ModelLifecycle(Generic[M]):
             device_use=self.meter.measure(),
             overdue=self.overdue,
             longest_inference_s=self.longest_inference_s(),
-            placement=placement(self.model.device, self.model.settings.node),
+            placement=placement(self.model.device, self.model.settings.node.name),
         )
 
     def shutdown(self) -> None:

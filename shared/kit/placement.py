@@ -20,7 +20,7 @@ log = logging.getLogger("mediamesh.placement")
 
 def placement(device: torch.device, node: str) -> Placement:
     if device.type != "cuda":
-        return Placement(node=node, device=device.type)
+        return Placement(node=node, device=device.type, uuid=None)
     index = device.index if device.index is not None else torch.cuda.current_device()
     return Placement(node=node, device=f"cuda:{index}", uuid=_gpu_uuid(index))
 

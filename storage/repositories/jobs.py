@@ -92,6 +92,17 @@ class JobRepository:
         with self.db.session() as session:
             session.execute(delete(Job).where(Job.id == job_id))
 
+    def work_kinds(self, job_ids: list[str]) -> dict[str, str]:
+        """What each job works on, in one query: its media's kind (image, audio, ...) for an ingest job, else
+        the job's own kind (cluster). Unknown ids are left out."""
+        if not job_ids:
+            return {}
+        query = (select(Job.id, Job.kind, Media.kind).outerjoin(Media, Media.id == Job.media_id)
+                 .where(Job.id.in_(job_ids)))
+        with self.db.session() as session:
+            return {job_id: media_kind if job_kind == "ingest" and media_kind else job_kind
+                    for job_id, job_kind, media_kind in session.execute(query)}
+
     def latest_id_for(self, media_id: str) -> str | None:
         with self.db.session() as session:
             return session.scalars(select(Job.id).where(Job.media_id == media_id)
@@ -113,10 +124,12 @@ class JobRepository:
                 session.execute(update(Media).where(Media.id == job.media_id).values(status="processing"))
             return job
 
-    def touch(self, job_id: str) -> None:
-        """The worker is alive and on it (heartbeat); also what stale-job recovery looks at."""
+    def touch(self, *job_ids: str) -> None:
+        """A worker is alive and on them, or holds them claimed (heartbeat); what stale-job recovery looks at."""
+        if not job_ids:
+            return
         with self.db.session() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(updated_at=func.now()))
+            session.execute(update(Job).where(Job.id.in_(job_ids)).values(updated_at=func.now()))
 
     def stale(self, older_than_s: float, limit: int = 500) -> list[str]:
         """Unfinished jobs nobody has touched for `older_than_s`: their queue entry may be lost."""

@@ -232,10 +232,10 @@ def test_jobs_page_cancels_a_queued_job_which_then_never_runs(page: Page, mesh: 
         expect(row.locator('button[data-action="cancel"]')).to_have_count(0)
         with mesh.client() as client:
             assert client.get(f"/v1/jobs/{accepted['job_id']}").json()["state"] == "cancelled"
+        screenshot(page, "jobs")
         page.locator('select[name="state"]').select_option("cancelled")
         page.get_by_role("button", name="Show").click()
         expect(page.locator("#jobs tbody tr")).to_have_count(1)
-        screenshot(page, "jobs")
     finally:
         os.killpg(mesh.worker.proc.pid, signal.SIGCONT)
     ingest(mesh, "after-cancel.png", picture(7))  # the resumed worker has had the cancelled job and skipped it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -117,3 +118,50 @@ def test_unloaded_model_answers_503_until_loaded(client: httpx.Client) -> None:
     assert refused.status_code == 503 and "not loaded" in refused.json()["detail"]
     assert client.post("/v1/model/load").status_code == 200
     assert detect(client, images=[image_b64(8)], score_threshold=0.0)["results"][0]["objects"]
+
+
+def build_tiny_owlv2(dest: Path) -> Path:
+    """A tiny random OWLv2 (the open-vocabulary architecture) with the tiny CLIP's tokenizer."""
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessorPil, Owlv2Processor
+
+    from services.clip.tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.model_max_length = 16
+    vocab = len(tokenizer)
+    text = {"vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 16, "bos_token_id": vocab - 2,
+            "eos_token_id": vocab - 1, "pad_token_id": vocab - 1}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 64, "patch_size": 16}
+    torch.manual_seed(0)
+    config = Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)
+    Owlv2ForObjectDetection(config).save_pretrained(dest)
+    Owlv2Processor(image_processor=Owlv2ImageProcessorPil(size={"height": 64, "width": 64}),
+                   tokenizer=tokenizer).save_pretrained(dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def owlv2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    folder = tmp_path_factory.mktemp("owlv2")
+    env = {"DETECTOR_MODEL_PATH": str(build_tiny_owlv2(folder / "detector")), "DETECTOR_AUTOLOAD": "true",
+           "DETECTOR_DEFAULT_QUERIES": '["cat", "dog"]'}
+    with ServiceProcess(APP, env, folder / "detector.log") as proc, \
+            httpx.Client(base_url=proc.url, timeout=60) as client:
+        yield client
+
+
+def test_an_owlv2_folder_detects_the_phrases_it_is_given(owlv2: httpx.Client) -> None:
+    assert owlv2.get("/v1/model").json()["details"]["architecture"] == "owlv2"
+    phrases = ["a damaged drain", "a blocked toe drain"]
+    answer = detect(owlv2, images=[image_b64(9)], queries=phrases, score_threshold=0.0, max_boxes=10)
+    assert answer["open_vocabulary"] is True
+    objects = answer["results"][0]["objects"]
+    assert len(objects) == 10 and {o["label"] for o in objects} <= set(phrases)
+    for o in objects:
+        box = o["box"]
+        assert 0 <= box["x0"] < box["x1"] <= SIZE[0] and 0 <= box["y0"] < box["y1"] <= SIZE[1]
+    default = detect(owlv2, images=[image_b64(9)], score_threshold=0.0)["results"][0]["objects"]
+    assert default and {o["label"] for o in default} <= {"cat", "dog"}  # DETECTOR_DEFAULT_QUERIES

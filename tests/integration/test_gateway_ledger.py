@@ -35,17 +35,18 @@ BUDGET = 10 * MB
 LEASE_TTL_S = 1.5
 
 
-def linear(name: str, logs: Path, load_delay_s: float = 0.05) -> ServiceProcess:
+def linear(name: str, logs: Path, load_delay_s: float = 0.05, node: str = "node1") -> ServiceProcess:
     env = {"LINEAR_NAME": name, "LINEAR_BALLAST_FLOATS": str(MB), "LINEAR_MODEL_PATH": str(logs),
-           "LINEAR_LOAD_DELAY_S": str(load_delay_s), "LINEAR_MAX_QUEUE": "64"}
+           "LINEAR_LOAD_DELAY_S": str(load_delay_s), "LINEAR_MAX_QUEUE": "64", "MEDIAMESH_NODE": node}
     return ServiceProcess(LINEAR, env, logs / f"{name}.log")
 
 
-def gateway(services: dict[str, ServiceProcess], redis_url: str, queue: str, log: Path) -> ServiceProcess:
+def gateway(services: dict[str, ServiceProcess], redis_url: str, queue: str, log: Path, **extra: str) -> ServiceProcess:
     registry = {name: {"url": proc.url, "kind": "linear"} for name, proc in services.items()}
     env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry), "REDIS_URL": redis_url,
            "MEDIAMESH_QUEUE": queue, "GATEWAY_BUDGET_BYTES": str(BUDGET), "GATEWAY_HEADROOM_BYTES": "0",
-           "GATEWAY_POLL_INTERVAL_S": "0.3", "GATEWAY_ROOM_TIMEOUT_S": "4", "GATEWAY_LEASE_TTL_S": str(LEASE_TTL_S)}
+           "GATEWAY_POLL_INTERVAL_S": "0.3", "GATEWAY_ROOM_TIMEOUT_S": "4", "GATEWAY_LEASE_TTL_S": str(LEASE_TTL_S),
+           **extra}
     return ServiceProcess(GATEWAY, env, log)
 
 
@@ -153,6 +154,31 @@ def test_gateways_under_random_load_never_pass_the_device_budget(
     assert sampler.samples > 20 and 0 < sampler.peak <= BUDGET and not sampler.over, (sampler.samples, sampler.over)
 
 
+def test_each_device_has_its_own_budget(tmp_path: Path) -> None:
+    """a, b on node1 (10 MB: both fit), c, d on node2 (its own budget of 5 MB: one at a time)."""
+    nodes = {"a": "node1", "b": "node1", "c": "node2", "d": "node2"}
+    services = {name: linear(name, tmp_path, node=node) for name, node in nodes.items()}
+    gw: ServiceProcess | None = None
+    try:
+        for proc in services.values():
+            proc.start()
+        gw = gateway(services, shared_redis_url(), f"test:{uuid.uuid4().hex[:10]}", tmp_path / "gateway.log",
+                     GATEWAY_DEVICE_BUDGETS=json.dumps({"node2/cpu": 5 * MB})).start()
+        for name, x in zip("abcd", range(4), strict=True):
+            assert predict(gw.url, name, x).json() == {"y": 2 * x + 1}
+        report = httpx.get(gw.url + "/v1/models").json()
+        assert {m["id"]: (m["device"], m["state"]) for m in report["data"]} == {
+            "a": ("node1/cpu", "loaded"), "b": ("node1/cpu", "loaded"),  # node2's loads evicted nothing here
+            "c": ("node2/cpu", "unloaded"), "d": ("node2/cpu", "loaded")}
+        budgets = {b["device"]: (b["budget_bytes"], b["reserved_bytes"] // MB) for b in report["budgets"]}
+        assert budgets == {"node1/cpu": (BUDGET, 8), "node2/cpu": (5 * MB, 4)}
+        assert report["budget_bytes"] == BUDGET + 5 * MB
+    finally:
+        for proc in (gw, *services.values()):
+            if proc is not None:
+                proc.stop()
+
+
 def test_a_gateway_killed_mid_load_leaves_no_reservation_once_its_lease_lapses(tmp_path: Path) -> None:
     slow = linear("slow", tmp_path, load_delay_s=3.0).start()
     url, queue = shared_redis_url(), f"test:{uuid.uuid4().hex[:10]}"
@@ -217,8 +243,7 @@ def test_a_redis_restart_loses_no_granted_lease(tmp_path: Path) -> None:
     service = linear("a", tmp_path).start()
     queue = f"test:{uuid.uuid4().hex[:10]}"
     namespace = f"{queue}:ledger"
-    gw = gateway({"a": service}, server.url, queue, tmp_path / "gateway.log")
-    gw.env["GATEWAY_LEASE_TTL_S"] = "60"
+    gw = gateway({"a": service}, server.url, queue, tmp_path / "gateway.log", GATEWAY_LEASE_TTL_S="60")
     try:
         gw.start()
         assert predict(gw.url, "a", 1).json() == {"y": 3.0}

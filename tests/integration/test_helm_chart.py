@@ -123,6 +123,7 @@ def test_every_catalog_service_runs_with_its_port_probes_model_and_gpu(values: P
         env = env_of(deployment)
         assert env[f"{name.upper()}_PORT"] == str(spec.port) and env[f"{name.upper()}_HOST"] == "0.0.0.0"
         assert env[f"{name.upper()}_MODEL_PATH"] == f"/models/{name}"
+        assert env["MEDIAMESH_NODE"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}  # its per-device budget's node
         mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
         assert mounts["/models"]["readOnly"] is True
         gpus = main["resources"].get("limits", {}).get("nvidia.com/gpu", 0)
@@ -150,8 +151,12 @@ def test_gpu_services_land_on_gpu_nodes_by_default_and_where_the_values_say() ->
     # a second cnn under its own name: its own Deployment and Service, the cnn image and model, routed as a model
     second = find(three, "Deployment", "mediamesh-cnn-b")
     assert container(second)["image"].endswith("/cnn:latest") and env_of(second)["CNN_NAME"] == "cnn-b"
-    registry = json.loads(env_of(find(three, "Deployment", "mediamesh-gateway"))["GATEWAY_SERVICES"])
-    assert registry["cnn-b"] == {"url": "http://mediamesh-cnn-b:8004", "kind": "cnn"}
+    gateway = env_of(find(three, "Deployment", "mediamesh-gateway"))
+    assert json.loads(gateway["GATEWAY_SERVICES"])["cnn-b"] == {"url": "http://mediamesh-cnn-b:8004", "kind": "cnn"}
+    assert json.loads(gateway["GATEWAY_DEVICE_BUDGETS"]) == {
+        "gpu-3/GPU-5d2e1c3a-0000-4000-8000-000000000003": 16_000_000_000}
+    assert gateway["GATEWAY_BUDGET_BYTES"] == "24000000000"
+    assert "GATEWAY_DEVICE_BUDGETS" not in env_of(find(render(), "Deployment", "mediamesh-gateway"))
 
 
 @pytest.mark.parametrize("values", VALUES_FILES, ids=values_id)

@@ -15,8 +15,10 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from shared.catalog import TINY_MARKER
+from storage.models import ImageEmbedding
 from tests.support import media_samples as samples
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.storage_env import Stack, WorkerProcess, fresh_database, shared_redis_url
@@ -118,6 +120,9 @@ def test_reembed_into_a_768_d_model_under_concurrent_searches(mesh: dict) -> Non
     before = httpx.post(f"{stack.url}/v1/search/image", data={"media_id": ids[0], "limit": 30}, timeout=60).json()
     small = before["space"]
     assert small["dim"] == 512 and small["state"] == "complete" and not before["degraded"]
+    # the clip service hashed its weight files at load: the space names them
+    reported = httpx.get(f"{mesh['clip'].url}/v1/model", timeout=30).json()["details"]
+    assert small["weights_sha256"] == reported["weights_sha256"] and len(small["weights_sha256"]) == 64
     assert len(before["results"]) == len(ids) - 1
 
     # the clip service now runs another model: nothing is re-embedded yet, and search still works
@@ -166,3 +171,33 @@ def test_reembed_into_a_768_d_model_under_concurrent_searches(mesh: dict) -> Non
     assert searcher.texts and all(answer["space"]["id"] == large["id"] for answer in searcher.texts)
     assert len(searcher.texts[-1]["results"]) == len(ids) and not searcher.texts[-1]["degraded"]
     assert any(answer["degraded"] for answer in searcher.texts)  # while it filled, the answer said so
+
+
+def test_which_space_a_search_reads() -> None:
+    """The first space is complete at once; a later one fills. Meanwhile a stored item's vector searches the
+    previous complete space, a new model's query vector its own; once complete, the new space for both."""
+    from storage import db as dbmod
+    from storage import spaces
+
+    database = dbmod.Database(fresh_database())
+    try:
+        with database.session() as session:
+            small = spaces.ensure_space(session, spaces.SpaceIdentity("a", "1", 512))
+            session.execute(text("INSERT INTO media (id, sha256, kind, mime, size, path) "
+                                 "VALUES ('x', repeat('x', 64), 'image', 'image/png', 1, 'p')"))
+            session.add(ImageEmbedding(media_id="x", space_id=small.id, model="a", embedding=[1.0] * 512))
+        with database.session() as session:
+            large = spaces.ensure_space(session, spaces.SpaceIdentity("b", "2", 768))
+            assert small.complete and not large.complete and spaces.active(session) == large
+            assert spaces.ensure_space(session, spaces.SpaceIdentity("b", "2", 768)) == large  # registered once
+            stored, why = spaces.choose(session, large, query_from_current=False)
+            assert stored == small and why is not None and "0 of 1 items" in why
+            own, why = spaces.choose(session, large, query_from_current=True)
+            assert own == large and why is not None
+            spaces.mark_complete(session, large.id)
+        with database.session() as session:
+            current = spaces.active(session)
+            assert current is not None and current.complete
+            assert spaces.choose(session, current, query_from_current=False) == (current, None)
+    finally:
+        database.dispose()

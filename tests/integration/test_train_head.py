@@ -5,8 +5,10 @@ stage; bad folders and heads of another embedding space are refused with what is
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from mediamesh.cli.main import app
 from shared.imaging import encode_image_base64
 from tests.support.processes import ServiceProcess
 from tests.support.shapes import SHAPES, draw, shape_folder
+from tests.support.storage_env import fresh_database, shared_redis_url
 
 LABELS = sorted(SHAPES)
 
@@ -35,8 +38,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, tiny_model: Callable[[str]
     logs = tmp_path_factory.mktemp("train-head")
     clip_env = {"CLIP_MODEL_PATH": str(tiny_model("clip")), "CLIP_DEVICE": "cpu", "CLIP_HEADS_DIR": str(heads_dir)}
     with ServiceProcess("services.clip.app:create_app", clip_env, logs / "clip.log") as clip:
-        env = {"GATEWAY_STORAGE_ENABLED": "false",
-               "GATEWAY_SERVICES": json.dumps({"clip": {"url": clip.url, "kind": "clip"}})}
+        # storage on, for training from stored media ids (no worker: the ingest jobs just wait in their queue)
+        env = {"DATABASE_URL": fresh_database(), "REDIS_URL": shared_redis_url(),
+               "MEDIAMESH_QUEUE": f"heads:{uuid.uuid4().hex[:10]}", "MEDIAMESH_HOME": str(logs / "home"),
+               "GATEWAY_SERVICES": json.dumps({"clip": {"url": clip.url, "kind": "clip"},
+                                               "cnn": {"url": "http://127.0.0.1:9", "kind": "cnn"}})}  # down
         with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as proc:
             yield proc
 
@@ -108,6 +114,9 @@ def test_heads_are_versioned_and_listed_by_the_gateway(gateway: ServiceProcess, 
         newest = gw.post("/v1/services/clip/v1/classify", json={"images": images[:1], "head": "shapes"}).json()
         pinned = gw.post("/v1/services/clip/v1/classify", json={"images": images[:1], "head": "shapes@1"}).json()
         listed = gw.get("/v1/heads")
+        not_clip, unknown = gw.get("/v1/heads", params={"service": "cnn"}), gw.get("/v1/heads?service=nope")
+    assert not_clip.status_code == 422 and "heads live on a clip service: clip" in not_clip.json()["detail"]
+    assert unknown.status_code == 404 and "unknown service 'nope'" in unknown.json()["detail"]
     assert (newest["head"], newest["labels"]) == ("shapes@2", ["blue_square", "red_circle"])
     assert (pinned["head"], pinned["labels"]) == ("shapes@1", LABELS)
     assert listed.status_code == 200, listed.text
@@ -177,3 +186,28 @@ def test_bad_training_folders_leave_no_head(gateway: ServiceProcess, heads_dir: 
     output = " ".join(unknown_service.output.split())
     assert unknown_service.exit_code == 2 and "unknown service 'nope'" in output and "nothing was saved" in output
     assert sorted(p.name for p in (heads_dir / "bad").iterdir()) == ["1"]
+
+
+def test_stored_media_ids_train_beside_a_folder(gateway: ServiceProcess, heads_dir: Path, tmp_path: Path) -> None:
+    folder = shape_folder(tmp_path / "folder", {"red_circle": 6})
+    rng = np.random.default_rng(7)
+    ids = []
+    for n in range(6):
+        png = io.BytesIO()
+        draw(*SHAPES["blue_square"], rng).save(png, "PNG")
+        stored = httpx.post(f"{gateway.url}/v1/media", files={"file": (f"b{n}.png", png.getvalue())}, timeout=60)
+        assert stored.status_code == 202, stored.text
+        ids.append(stored.json()["media_id"])
+    listing = tmp_path / "labels.csv"
+    listing.write_text("media_id,label\n" + "".join(f"{i},blue_square\n" for i in ids[1:]))
+    result = train(gateway, heads_dir, folder, "--name", "mixed", "--media-csv", str(listing),
+                   "--media-label", f"{ids[0]}=blue_square")
+    assert result.exit_code == 0, result.output
+    info = json.loads((heads_dir / "mixed" / "1" / "head.json").read_text())
+    assert info["labels"] == ["blue_square", "red_circle"]
+    assert info["metrics"]["train_images"] == {"blue_square": 4, "red_circle": 4}
+    missing = train(gateway, heads_dir, folder, "--name", "mixed", "--media-label", "0123abcd=blue_square")
+    assert missing.exit_code == 2 and "media 0123abcd (label 'blue_square')" in " ".join(missing.output.split())
+    malformed = train(gateway, heads_dir, folder, "--name", "mixed", "--media-label", "blue_square")
+    assert malformed.exit_code == 2 and "is not `MEDIA_ID=LABEL`" in " ".join(malformed.output.split())
+    assert sorted(p.name for p in (heads_dir / "mixed").iterdir()) == ["1"]

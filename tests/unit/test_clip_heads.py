@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mediamesh.cli.train_head import TrainingRefused, check_folder, one_space
+from mediamesh.cli.train_head import TrainingRefused, check_folder, media_pairs, one_space
 from mediamesh.head_report import REPORT_FILES, write_report
 from mediamesh.probe import evaluate, fit_probe, predict, stratified_split
 from shared.cascade.config import CascadeVariant, StageConfig
@@ -138,3 +138,30 @@ def test_clip_head_stage_config() -> None:
     assert variant.stages[0].head == "shapes@2"
     with pytest.raises(ValueError, match="first stage must be a cnn or a clip_head"):
         CascadeVariant(stages=[StageConfig(kind="clip", service="clip")])
+
+
+def test_media_labels_from_options_and_a_csv(tmp_path: Path) -> None:
+    listing = tmp_path / "labels.csv"
+    listing.write_text("media_id,label\n# a comment\nm2, pit\nm3,clean\n")
+    assert media_pairs(["m1=clean", "m2=pit"], listing) == [("m1", "clean"), ("m2", "pit"), ("m3", "clean")]
+    with pytest.raises(TrainingRefused, match="media m1 is labelled both 'clean' and 'pit'"):
+        media_pairs(["m1=clean", "m1=pit"], None)
+    for bad in ("m1", "m1=", "../x=pit", "m1=a/b"):
+        with pytest.raises(TrainingRefused, match="is not `MEDIA_ID=LABEL`"):
+            media_pairs([bad], None)
+    listing.write_text("m1,pit,extra\n")
+    with pytest.raises(TrainingRefused, match="'m1,pit,extra' is not"):
+        media_pairs([], listing)
+
+
+def test_a_damaged_head_is_refused_with_what_to_do_and_left_out_of_the_list(tmp_path: Path) -> None:
+    store = HeadStore(tmp_path)
+    store.write(info(), np.eye(2, 4), np.zeros(2))
+    store.write(info(), np.eye(2, 4), np.zeros(2))
+    (tmp_path / "shapes" / "2" / "weights.npz").write_bytes(b"not an npz")
+    with pytest.raises(Conflict, match=r"head shapes@2's weights are damaged .*train it again"):
+        store.load("shapes")
+    (tmp_path / "shapes" / "2" / "head.json").write_text("{}")
+    with pytest.raises(Conflict, match=r"head shapes@2 is damaged \(ValidationError\); delete its folder"):
+        store.load("shapes@2")
+    assert [h.ref for h in store.list()] == ["shapes@1"]

@@ -36,7 +36,7 @@ def test_every_variable_is_documented() -> None:
 def test_the_readme_names_every_variable() -> None:
     readme = (REPO / "README.md").read_text()
     named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", readme))
-    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_"):  # the kit's shared ones, written `<P>NAME`
+    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_", "DETECTOR_"):  # the kit's shared ones, written `<P>NAME`
         named |= {prefix + name for name in re.findall(r"`<P>([A-Z0-9_]+)`", readme)}
     missing = sorted(all_env_names() - named)
     assert not missing, f"add to the README's configuration table: {missing}"
@@ -90,7 +90,7 @@ def test_the_readme_names_no_variable_that_does_not_exist() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     named = {name for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", table) if not name.endswith("_")}  # not prefixes
-    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_"):
+    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_", "DETECTOR_"):
         named |= {prefix + name for name in re.findall(r"`<P>([A-Z0-9_]+)`", table)}
     doc = (REPO / "docs" / "configuration.md").read_text()
     compose_only = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", doc.split("## Docker compose only", 1)[1]))

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 from gateway.scheduler.budget import MemoryBudget
+from gateway.scheduler.directory import ServiceRegistry
 from gateway.scheduler.reconcile import Reading, reconcile
 from gateway.scheduler.slots import BudgetExceeded
+from gateway.settings import GatewaySettings
 from shared.kit import nvml
 from shared.kit.device_use import DeviceMeter
 from shared.schemas.gateway import SlotState
@@ -147,7 +149,8 @@ async def test_a_model_with_an_inference_past_its_limit_is_not_evicted() -> None
 def info(name: str, used_on_card: int, process: int, state: ModelState = ModelState.loaded) -> ModelInfo:
     use = DeviceUse(index=0, uuid=UUID, name="card", total_bytes=TOTAL_BYTES, free_bytes=TOTAL_BYTES - used_on_card,
                     process_bytes=process)
-    return ModelInfo(name=name, model_id=name, state=state, device="cuda", device_use=use)
+    return ModelInfo.model_validate({"name": name, "model_id": name, "state": state, "device": "cuda",
+                                     "device_use": use})
 
 
 async def test_the_card_is_reconciled_with_the_budget() -> None:
@@ -164,3 +167,22 @@ async def test_the_card_is_reconciled_with_the_budget() -> None:
     [check] = reconcile([stale, fresh], margin_bytes=256 * MIB)
     assert not check.agrees and check.unaccounted_bytes == 1500 * MIB
     assert check.message is not None and "does not manage" in check.message
+
+
+async def test_a_gpu_service_that_has_not_touched_the_card_is_estimated_with_a_context() -> None:
+    registry = ServiceRegistry(GatewaySettings(services={"a": "http://127.0.0.1:9", "b": "http://127.0.0.1:10"},
+                                               storage_enabled=False))
+    try:
+        def fresh(device: str) -> ModelInfo:
+            return ModelInfo.model_validate({"name": "b", "model_id": "b", "state": "unloaded", "device": device,
+                                             "estimated_bytes": 500 * MIB})
+
+        assert registry._estimate(fresh("cuda")) == 500 * MIB  # no context measured anywhere yet
+        touched = info("a", CONTEXT_BYTES, CONTEXT_BYTES)
+        assert touched.device_use is not None
+        touched.device_use.context_bytes = CONTEXT_BYTES
+        registry.records["a"].info = touched
+        assert registry._estimate(fresh("cuda")) == 500 * MIB + CONTEXT_BYTES  # its first load will make one too
+        assert registry._estimate(fresh("cpu")) == 500 * MIB
+    finally:
+        await registry.lifecycle.close()

@@ -24,7 +24,7 @@ def queue() -> Iterator[JobQueue]:
 
 
 def picker_for(queue: JobQueue, loaded: set[str] | None, lookahead: int = 16, max_deferrals: int = 32) -> JobPicker:
-    return JobPicker(queue, "w1", needs=lambda job_id: models_for(KIND_OF[job_id]), loaded=lambda: loaded,
+    return JobPicker(queue, "w1", needs=lambda ids: {i: models_for(KIND_OF[i]) for i in ids}, loaded=lambda: loaded,
                      lookahead=lookahead, max_deferrals=max_deferrals, visibility_ms=60_000, refresh_s=3600)
 
 

@@ -29,7 +29,7 @@ function row(job, cancel) {
     h("td", {}, h("span", { class: `badge ${job.state}` }, job.state), progress),
     h("td", {}, job.stage || "", job.error && h("span", { class: "error-text" }, ` ${job.error}`)),
     h("td", { class: "num" }, `${job.attempts}/${job.max_attempts}`),
-    h("td", { class: "actions" }, CANCELLABLE.has(job.state) &&
+    h("td", {}, CANCELLABLE.has(job.state) &&
       h("button", { type: "button", "data-action": "cancel", onclick: (e) => cancel(job, e.currentTarget) }, "Cancel")));
 }
 
