@@ -50,7 +50,8 @@ def build_rtdetr_r18(folder: Path) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    backbone = RTDetrResNetConfig(depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic")
+    backbone = RTDetrResNetConfig(  # type: ignore[call-arg]  # out_indices: a BackboneConfigMixin property
+        depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512], layer_type="basic", out_indices=[2, 3, 4])
     config = RTDetrConfig(  # type: ignore[call-arg]
         backbone_config=backbone, use_pretrained_backbone=False, encoder_in_channels=[128, 256, 512],
         decoder_layers=3, id2label=dict(enumerate(COCO_LABELS)),

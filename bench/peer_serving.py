@@ -43,7 +43,7 @@ from tests.support.processes import REPO, ServiceProcess, free_port
 CACHE = REPO / "bench" / ".cache"
 CLIENTS = 16
 PER_CLIENT = {"cnn": 4, "clip": 2}  # requests per client per throughput round
-ROUNDS = int(os.environ.get("BENCH_PEER_ROUNDS", "4"))
+ROUNDS = int(os.environ.get("BENCH_PEER_ROUNDS", "5"))
 LATENCY_PAIRS = int(os.environ.get("BENCH_PEER_PAIRS", "60"))
 SERVERS = ("mediamesh", "LitServe")
 

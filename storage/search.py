@@ -134,7 +134,7 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, s
 
     A full page whenever that many items match the filters: the space's HNSW index serves unfiltered and
     broad queries (with pgvector's iterative scan where the extension has it); a selective filter
-    (fewer than EXACT_SCAN_BELOW matches) is an exact scan of the matching items. An index scan the
+    (the planner expects fewer than EXACT_SCAN_BELOW matches) is an exact scan of the matching items. An index scan the
     filters starved is tried again at the widest ef_search, then replaced by the exact scan.
     `kind=video` finds frames of videos (each names its video in `parent_id`)."""
     depth = limit + offset
@@ -146,7 +146,7 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, s
     if matching is None:
         return []
     filtered = _filtered(filters) or exclude is not None
-    if _filtered(filters) and _count_up_to(session, matching, EXACT_SCAN_BELOW) < EXACT_SCAN_BELOW:
+    if _filtered(filters) and _estimated_rows(session, matching) < EXACT_SCAN_BELOW:
         rows = _exact_scan(session, matching, vector, depth)
     else:
         rows = _index_scan(session, matching, vector, space, depth, ef_search)
@@ -179,10 +179,12 @@ def _matching(filters: Filters, space: Space, exclude: str | None) -> Select[Any
     return query
 
 
-def _count_up_to(session: Session, query: Select[Any], cap: int) -> int:
-    """How many rows `query` has, counting no further than `cap` (so a broad filter costs little)."""
-    capped = query.with_only_columns(literal_column("1")).limit(cap).subquery()
-    return int(session.scalar(select(func.count()).select_from(capped)) or 0)
+def _estimated_rows(session: Session, query: Select[Any]) -> float:
+    """How many rows the planner expects `query` to have (planning only, nothing is scanned): it picks the
+    strategy, and the fall-backs keep the page full when the estimate is off."""
+    compiled = query.with_only_columns(literal_column("1")).compile(dialect=session.get_bind().dialect)
+    plan: Any = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
 def _index_scan(session: Session, query: Select[Any], vector: list[float], space: Space, depth: int,
@@ -290,8 +292,12 @@ class MediaSearch:
         """Nearest images to a stored item's vector, in the active space, or, while that is still filling,
         the previous complete one; None when the item has no vector there."""
         with self.db.session() as session:
-            space, why = spaces.choose(session, spaces.active(session), query_from_current=False)
+            current = spaces.active(session)
+            space, why = spaces.choose(session, current, query_from_current=False)
             vector = None if space is None else stored_embedding(session, media_id, space)
+            if vector is None and current is not None and space != current:  # an item the old model never saw
+                space, why = spaces.choose(session, current, query_from_current=True)
+                vector = stored_embedding(session, media_id, current)
             if space is None or vector is None:
                 return None
             hits = nearest_images(session, vector, filters, space=space, limit=limit, offset=offset,

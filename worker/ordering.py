@@ -85,6 +85,16 @@ class JobPicker:
             if self._resident is not None:  # what it used is loaded now, whatever the last report said
                 self._resident |= needs
 
+    def release(self) -> int:
+        """On a clean stop: put the waiting jobs back on the queue for any worker (queued again before the old
+        entry is acknowledged, so a crash in between only delivers one twice). Returns how many."""
+        with self.lock:
+            waiting, self.waiting = self.waiting, []
+        for entry in waiting:
+            self.queue.enqueue(entry.delivery.job_id)
+            self.queue.ack(entry.delivery.message_id)
+        return len(waiting)
+
     def heartbeat(self) -> None:
         """Keep the waiting jobs from looking abandoned, in Redis (their messages) and in Postgres (`touch`,
         what stale-job recovery looks at); the running ones beat on their own."""

@@ -60,6 +60,9 @@ class Worker:
                 for thread in threads:
                     thread.join()
         finally:
+            released = picker.release()
+            if released:
+                log.info("stopping: %d claimed-ahead job(s) put back on the queue", released)
             embedder.close()
             shared.close()
 

@@ -35,6 +35,10 @@ class WorkerSettings(BaseSettings):
     models_refresh_s: float = Field(
         default=1.0, gt=0, description="How often the gateway is asked which models are loaded (GET /v1/models)."
     )
+    whisper_upload_bytes: int = Field(
+        default=24 * 1024**2, gt=0, description="A sound file (or a video's sound track) larger than this is "
+        "re-encoded to 16 kHz mono Opus, what whisper hears anyway, before it is uploaded to whisper.",
+    )
     image_analysis: bool = Field(
         default=True, description="Run BLIP-2's caption/objects/scene analysis on every image and video frame."
     )

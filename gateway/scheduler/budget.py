@@ -71,8 +71,12 @@ class MemoryBudget:
         return self.device_budgets.get(device, self.budget_bytes)
 
     def devices(self) -> list[str]:
-        """The devices this gateway's models sit on."""
-        return sorted({self.device_of(s) for s in self.slots.values()})
+        """The devices this gateway's models sit on (`default` while none has said, or one that has not holds
+        memory there)."""
+        known = {s.device for s in self.slots.values() if s.device is not None}
+        if not known or any(s.device is None and s.held_bytes for s in self.slots.values()):
+            known.add(DEFAULT_DEVICE)
+        return sorted(known)
 
     @property
     def total_budget_bytes(self) -> int:

@@ -42,6 +42,7 @@ BATCH = 16  # images per embedding call
 ZERO_SHOT_TEMPLATE = "a photo of a {}."
 MAX_PIXELS = 40_000_000  # the clip service's default limit (CLIP_MAX_IMAGE_PIXELS)
 MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+IMAGE_INDEX = re.compile(r"images\[(\d+)\]")  # how the clip service names the images of one call
 
 
 class TrainingRefused(ValueError):
@@ -90,6 +91,18 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def name_refused_image(exc: GatewayError, chunk: list[Path]) -> GatewayError | TrainingRefused:
+    """A refused image (4xx) as the file it is: the service names it `images[i]` of the call."""
+    if not 400 <= exc.status_code < 500:
+        return exc
+
+    def file(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return f"{chunk[index].parent.name}/{chunk[index].name}" if index < len(chunk) else match.group(0)
+
+    return TrainingRefused(f"the clip service refused an image: {IMAGE_INDEX.sub(file, exc.detail)}")
+
+
 def embed(client: GatewayClient, service: str, paths: list[Path]) -> tuple[np.ndarray, EmbeddingSpace]:
     vectors: list[list[float]] = []
     spaces: list[tuple[EmbeddingSpace, str]] = []
@@ -97,8 +110,11 @@ def embed(client: GatewayClient, service: str, paths: list[Path]) -> tuple[np.nd
         task = progress.add_task("embedding", total=len(paths))
         for start in range(0, len(paths), BATCH):
             chunk = paths[start:start + BATCH]
-            answer = client.call(service, "/v1/embed/image", ImageEmbedRequest(images=[_b64(p) for p in chunk]),
-                                 EmbedResponse)
+            try:
+                answer = client.call(service, "/v1/embed/image",
+                                     ImageEmbedRequest(images=[_b64(p) for p in chunk]), EmbedResponse)
+            except GatewayError as exc:
+                raise name_refused_image(exc, chunk) from exc
             vectors.extend(answer.embeddings)
             space = EmbeddingSpace(model=answer.model, dim=answer.dim, weights_sha256=answer.weights_sha256)
             spaces.append((space, f"images {start + 1}-{start + len(chunk)}"))
@@ -106,11 +122,12 @@ def embed(client: GatewayClient, service: str, paths: list[Path]) -> tuple[np.nd
     return np.array(vectors, dtype=np.float64), one_space(spaces)
 
 
-def zero_shot(client: GatewayClient, service: str, paths: list[Path], labels: list[str]) -> tuple[np.ndarray, str]:
-    """Zero-shot CLIP's predicted label index per image, and the model that answered."""
+def zero_shot(client: GatewayClient, service: str, paths: list[Path],
+              labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Zero-shot CLIP's predicted label index per image, and the model of each answer."""
     prompts = [readable(label) for label in labels]
     predicted: list[int] = []
-    model = ""
+    models: list[str] = []
     with _progress() as progress:
         task = progress.add_task("zero-shot baseline", total=len(paths))
         for start in range(0, len(paths), BATCH):
@@ -118,9 +135,9 @@ def zero_shot(client: GatewayClient, service: str, paths: list[Path], labels: li
             answer = client.call(service, "/v1/zero-shot", ZeroShotRequest(
                 images=[_b64(p) for p in chunk], labels=prompts, template=ZERO_SHOT_TEMPLATE), ZeroShotResponse)
             predicted.extend(prompts.index(result.scores[0].label) for result in answer.results)
-            model = answer.model
+            models.append(answer.model)
             progress.advance(task, len(chunk))
-    return np.array(predicted), model
+    return np.array(predicted), models
 
 
 def default_name(folder: Path | None) -> str:
@@ -233,9 +250,9 @@ def fit_head(client: GatewayClient, service: str, name: str, images: list[tuple[
     targets = np.array([labels.index(label) for label, _ in images])
     split = stratified_split(targets, training.holdout, training.seed)
     embeddings, space = embed(client, service, paths)
-    zero_shot_predicted, zero_shot_model = zero_shot(client, service, [paths[i] for i in split.test], labels)
-    space = one_space([(space, "the images"), (EmbeddingSpace(model=zero_shot_model, dim=space.dim),
-                                               "the zero-shot baseline")])
+    zero_shot_predicted, zero_shot_models = zero_shot(client, service, [paths[i] for i in split.test], labels)
+    space = one_space([(space, "the images"), *((EmbeddingSpace(model=model, dim=space.dim),
+                                                "the zero-shot baseline") for model in zero_shot_models)])
     with _progress() as progress:
         task = progress.add_task("training", total=2)
         weights, bias = fit_probe(embeddings[split.train], targets[split.train], len(labels), c=training.c,

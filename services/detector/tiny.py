@@ -15,8 +15,8 @@ IMAGE_SIZE = 128
 
 def tiny_config() -> RTDetrConfig:
     """RT-DETR's own ResNet backbone (no timm), four one-block stages, 32-wide encoder and decoder."""
-    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
-                                  layer_type="basic")  # its default out_indices: stages 2-4
+    backbone = RTDetrResNetConfig(  # type: ignore[call-arg]  # out_indices: a BackboneConfigMixin property
+        embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic", out_indices=[2, 3, 4])
     return RTDetrConfig(  # type: ignore[call-arg]  # id2label/label2id go to PretrainedConfig
         backbone_config=backbone, use_pretrained_backbone=False, encoder_in_channels=[16, 32, 64],
         encoder_hidden_dim=32, encoder_ffn_dim=64, encoder_attention_heads=2, d_model=32,

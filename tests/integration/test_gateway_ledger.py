@@ -154,6 +154,42 @@ def test_gateways_under_random_load_never_pass_the_device_budget(
     assert sampler.samples > 20 and 0 < sampler.peak <= BUDGET and not sampler.over, (sampler.samples, sampler.over)
 
 
+def test_a_model_in_use_through_one_gateway_is_not_evicted_by_another(
+    services: dict[str, ServiceProcess], tmp_path: Path
+) -> None:
+    unload_everything(services)
+    url, queue = shared_redis_url(), f"test:{uuid.uuid4().hex[:10]}"
+    first, second = (gateway(services, url, queue, tmp_path / f"{n}.log").start() for n in ("first", "second"))
+    try:
+        assert predict(first.url, "a", 1).status_code == 200
+        loads = httpx.get(services["a"].url + "/v1/model").json()["loads"]
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(predict, first.url, "a", 2, 3.0)  # a stays in flight through the first gateway
+            wait_until(lambda: _in_flight(url, f"{queue}:ledger", "a") == 1)
+            assert predict(first.url, "b", 1).status_code == 200  # b is now more recently used than a
+            # the second gateway needs room for c: least recently used is a, but a is in flight elsewhere
+            assert predict(second.url, "c", 3).json() == {"y": 7.0}
+            states = {n: httpx.get(p.url + "/v1/model").json()["state"] for n, p in services.items()}
+            assert states == {"a": "loaded", "b": "unloaded", "c": "loaded", "d": "unloaded"}
+            assert slow.result().json() == {"y": 5.0}
+        assert httpx.get(services["a"].url + "/v1/model").json()["loads"] == loads  # never unloaded under it
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _in_flight(url: str, namespace: str, model: str) -> int:
+    async def read() -> int:
+        ledger = fresh_ledger(namespace, url=url)
+        try:
+            views = [await ledger.view(device) for device in await ledger.devices()]
+        finally:
+            await ledger.close()
+        return sum(v.holdings[model].in_flight for v in views if model in v.holdings)
+
+    return asyncio.run(read())
+
+
 def test_each_device_has_its_own_budget(tmp_path: Path) -> None:
     """a, b on node1 (10 MB: both fit), c, d on node2 (its own budget of 5 MB: one at a time)."""
     nodes = {"a": "node1", "b": "node1", "c": "node2", "d": "node2"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 
@@ -91,3 +92,17 @@ def test_without_a_detector_service_no_objects_and_nothing_degraded(stack: Stack
     stack.configure(services=["cnn", "clip", "blip2"])
     media = ingest(stack, samples.png("red", SIZE, seed=16))
     assert media["status"] == "ready" and media["objects"] == []
+
+
+def test_objects_the_cascade_classified_are_stored_with_their_classification(stack: Stack) -> None:
+    stack.configure(cascade_objects=True)
+    try:
+        before = httpx.get(f"{stack.url}/fake/calls", timeout=10).json().get("detector", 0)
+        media = ingest(stack, samples.png("green", SIZE, seed=17))
+        after = httpx.get(f"{stack.url}/fake/calls", timeout=10).json().get("detector", 0)
+    finally:
+        stack.configure(cascade_objects=False)
+    assert [(o["label"], o["classification"]["label"]) for o in media["objects"]] == [
+        ("square", "green square"), ("dog", "green dog")]
+    assert media["objects"][0]["detector"] == "detector" and after == before  # no second detector call
+    assert media["analysis"]["objects"][0]["boxes"] == [media["objects"][0]["box"]]

@@ -178,6 +178,7 @@ def test_which_space_a_search_reads() -> None:
     previous complete space, a new model's query vector its own; once complete, the new space for both."""
     from storage import db as dbmod
     from storage import spaces
+    from storage.search import Filters, MediaSearch
 
     database = dbmod.Database(fresh_database())
     try:
@@ -194,6 +195,15 @@ def test_which_space_a_search_reads() -> None:
             assert stored == small and why is not None and "0 of 1 items" in why
             own, why = spaces.choose(session, large, query_from_current=True)
             assert own == large and why is not None
+            session.execute(text("INSERT INTO media (id, sha256, kind, mime, size, path) "
+                                 "VALUES ('y', repeat('y', 64), 'image', 'image/png', 1, 'p')"))
+            session.add(ImageEmbedding(media_id="y", space_id=large.id, model="b", embedding=[1.0] * 768))
+        found = MediaSearch(database)
+        old_item = found.similar_to_stored("x", Filters(), limit=5, offset=0, ef_search=40)
+        assert old_item is not None and old_item.space == small and old_item.degraded
+        new_item = found.similar_to_stored("y", Filters(), limit=5, offset=0, ef_search=40)  # only in the new space
+        assert new_item is not None and new_item.space == large and new_item.degraded
+        with database.session() as session:
             spaces.mark_complete(session, large.id)
         with database.session() as session:
             current = spaces.active(session)

@@ -1,5 +1,6 @@
 """A worker running several jobs at once: their images reach clip together, every job is done once, and a
-worker killed while holding jobs it claimed ahead loses none of them."""
+worker killed while holding jobs it claimed ahead loses none of them. (Also: a sound file above
+WORKER_WHISPER_UPLOAD_BYTES reaches whisper re-encoded.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ IMAGES = 8
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("concurrency")
     # a generous batch wait, so that on a busy machine the jobs' embeddings still meet in one call
-    stack = start_stack(folder, WORKER_CONCURRENCY="4", WORKER_BATCH_WAIT_MS="500", WORKER_LOOKAHEAD="8")
+    stack = start_stack(folder, WORKER_CONCURRENCY="4", WORKER_BATCH_WAIT_MS="500", WORKER_LOOKAHEAD="8",
+                        WORKER_WHISPER_UPLOAD_BYTES="20000")
     stack.folder = folder  # type: ignore[attr-defined]
     yield stack
     stack.stop()
@@ -57,3 +59,15 @@ def test_jobs_claimed_ahead_survive_a_killed_worker(stack: Stack) -> None:
     stack.worker = WorkerProcess(stack.env, Path(stack.folder) / "worker-after-kill.log").start()  # type: ignore[attr-defined]
     jobs = [stack.wait_job(item["job_id"], timeout_s=90) for item in accepted]
     assert [job["state"] for job in jobs] == ["done"] * IMAGES
+
+
+def test_a_large_sound_file_reaches_whisper_re_encoded(stack: Stack) -> None:
+    memo = samples.spoken_wav("the quarterly report is ready")
+    assert len(memo) > 20_000
+    with stack.client() as client:
+        accepted = client.post("/v1/media", files={"file": ("memo.wav", memo)}).json()
+    assert stack.wait_job(accepted["job_id"])["state"] == "done"
+    with stack.client() as client:
+        assert client.get(f"/v1/media/{accepted['media_id']}").json()["transcript"]["text"]
+    sent = httpx.post(f"{stack.url}/fake/config", json={}, timeout=10).json()["whisper_files"][-1]
+    assert sent["head"] == b"OggS".hex() and sent["size"] < len(memo) / 5

@@ -87,8 +87,14 @@ def create_app() -> FastAPI:
         top_k = [{"label": label, "score": 0.9}, {"label": "other", "score": 0.1}]
         stage = {"stage": "cnn", "service": "cnn", "status": "ok", "top_k": top_k, "fused": top_k, "ms": 1.0,
                  "decision": "final", "reason": "confident"}
-        return {"label": label, "confidence": 0.9, "top_k": top_k, "variant": "a", "request_id": "x",
-                "trace": {"variant": "a", "stages": [stage], "degraded": False, "total_ms": 1.0}}
+        answer = {"label": label, "confidence": 0.9, "top_k": top_k, "variant": "a", "request_id": "x",
+                  "trace": {"variant": "a", "stages": [stage], "degraded": False, "total_ms": 1.0}}
+        if app.state.fake.get("cascade_objects"):  # a variant with a detection stage: each object classified
+            found = _detect(app, {"images": [body["image"]]})["results"][0]["objects"]
+            answer["objects"] = [{**obj, "classification": {"label": f"{label} {obj['label']}", "confidence": 0.8,
+                                                            "top_k": []}} for obj in found]
+            answer["trace"]["detection"] = {"service": "detector", "status": "ok", "ms": 1.0, "found": len(found)}
+        return answer
 
     @app.post("/v1/services/{name}/{path:path}")
     async def proxy(name: str, path: str, request: Request) -> dict[str, Any]:

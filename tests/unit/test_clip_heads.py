@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mediamesh.cli.train_head import TrainingRefused, check_folder, media_pairs, one_space
+from mediamesh.cli.train_head import TrainingRefused, check_folder, media_pairs, name_refused_image, one_space
 from mediamesh.head_report import REPORT_FILES, write_report
 from mediamesh.probe import evaluate, fit_probe, predict, stratified_split
 from shared.cascade.config import CascadeVariant, StageConfig
+from shared.client import GatewayError
 from shared.heads import HeadStore
 from shared.http.errors import BadInput, Conflict, NotFound
 from shared.schemas.heads import EmbeddingSpace, HeadInfo, HeadMetrics
@@ -165,3 +166,14 @@ def test_a_damaged_head_is_refused_with_what_to_do_and_left_out_of_the_list(tmp_
     with pytest.raises(Conflict, match=r"head shapes@2 is damaged \(ValidationError\); delete its folder"):
         store.load("shapes@2")
     assert [h.ref for h in store.list()] == ["shapes@1"]
+
+
+def test_an_image_the_clip_service_refuses_is_named_by_its_file() -> None:
+    chunk = [Path("/data/pit/a.jpg"), Path("/data/clean/b.jpg")]
+    too_big = GatewayError(413, "clip: images[1] is 9000x9000 = 81,000,000 pixels, above the limit")
+    refused = name_refused_image(too_big, chunk)
+    assert isinstance(refused, TrainingRefused)
+    assert str(refused) == "the clip service refused an image: clip: clean/b.jpg is 9000x9000 = 81,000,000 pixels, " \
+                           "above the limit"
+    busy = GatewayError(503, "clip is loading")
+    assert name_refused_image(busy, chunk) is busy

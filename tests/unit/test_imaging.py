@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from shared.http.errors import BadInput, PayloadTooLarge, ServiceError, UnsupportedMedia
-from shared.imaging import decode_base64, decode_image, decode_image_base64, encode_image_base64
+from shared.imaging import check_image, decode_base64, decode_image, decode_image_base64, encode_image_base64
 
 LIMIT = 1_000_000
 
@@ -110,3 +110,20 @@ def test_damaged_pngs_decode_or_give_a_service_error(position: int, byte: int) -
             decode_image(candidate, max_pixels=LIMIT)
         except ServiceError as exc:
             assert 400 <= exc.status_code < 500
+
+
+def test_the_header_check_refuses_what_the_full_decode_refuses_from_the_header() -> None:
+    """`check_image` (the gateway's) reads no pixels: a damaged body passes it and fails the full decode."""
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 48), 60).convert("RGB").save(buffer, "JPEG")  # noise: the body outweighs the header
+    photo = buffer.getvalue()
+    image = check_image(photo, max_pixels=LIMIT)
+    assert (image.format, image.size) == ("JPEG", (64, 48))
+    with pytest.raises(UnsupportedMedia):
+        check_image(b"%PDF-1.7 certainly not a picture", max_pixels=LIMIT)
+    with pytest.raises(PayloadTooLarge, match="64x48"):
+        check_image(photo, max_pixels=1000)
+    truncated = photo[: len(photo) * 3 // 4]
+    assert check_image(truncated, max_pixels=LIMIT).size == (64, 48)
+    with pytest.raises(BadInput, match="damaged or truncated"):
+        decode_image(truncated, max_pixels=LIMIT)

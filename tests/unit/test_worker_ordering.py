@@ -68,3 +68,14 @@ def test_waiting_jobs_stay_pending_and_heart_beat(queue: JobQueue) -> None:
     assert queue.pending() == 4 and len(picker.waiting) == 3  # claimed ahead: pending under this worker
     picker.heartbeat()
     assert queue.pending() == 4
+
+
+def test_a_stopping_worker_puts_its_waiting_jobs_back(queue: JobQueue) -> None:
+    for job_id in KIND_OF:
+        queue.enqueue(job_id)
+    picker = picker_for(queue, loaded=None, lookahead=4)
+    running = picker.next(block_ms=0)
+    assert running is not None and picker.release() == 3
+    assert queue.pending() == 1 and queue.waiting() == len(KIND_OF) - 1  # only the running one stays claimed
+    other = picker_for(queue, loaded=None)
+    assert sorted(run_all(other, queue)) == sorted(set(KIND_OF) - {running.job_id})

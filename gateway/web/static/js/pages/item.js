@@ -42,6 +42,9 @@ function analysis(media) {
     a?.caption && h("p", { class: "caption" }, a.caption),
     a?.scene && h("p", {}, `Scene: ${a.scene}`),
     a?.objects?.length > 0 && h("p", {}, "Objects: ", a.objects.map((o) => o.name).join(", ")),
+    media.objects?.length > 0 && h("p", { id: "detected" }, "Detected: ", media.objects.map((o) =>
+      `${o.label} ${(o.score * 100).toFixed(0)}%${o.classification?.label ? ` (${o.classification.label})` : ""}`)
+      .join(", ")),
     a?.colors?.length > 0 && h("p", { class: "colors" }, a.colors.map((c) => h("i", { title: c, style: `background:${c}` }))));
 }
 
