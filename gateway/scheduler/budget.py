@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from gateway.scheduler.idle import IdlePolicy
 from gateway.scheduler.ledger import Answer, DeviceView, LedgerUnavailable, RedisLedger
@@ -26,6 +27,7 @@ from shared.http.errors import Conflict, NotFound
 from shared.schemas.gateway import SlotState
 
 log = logging.getLogger("mediamesh.budget")
+T = TypeVar("T")
 
 DEFAULT_DEVICE = "default"  # a service that has not said which device it sits on
 LEDGER_RECHECK_S = 0.1  # how often a waiting request asks the ledger again (other gateways free memory too)
@@ -133,7 +135,6 @@ class MemoryBudget:
         while True:
             if slot.state is SlotState.loaded:
                 if await self._begin_use(slot):
-                    slot.in_flight += 1
                     slot.last_used = time.monotonic()
                     return slot
                 continue  # unloaded through another gateway, or our lease lapsed: load it again
@@ -154,24 +155,33 @@ class MemoryBudget:
             await self._wait_for_change(slot, deadline)
 
     async def _begin_use(self, slot: ModelSlot) -> bool:
-        """Count one more request in flight in the ledger, so that no gateway unloads the model under it."""
-        answer = self._note(self.device_of(slot), await self.ledger.begin_use(self.device_of(slot), slot.name))
+        """Count one more request in flight here and in the ledger, so that no gateway unloads the model under
+        it. The round trip runs outside the lock (the ledger decides; counted here first, no unload starts here)."""
+        device = self.device_of(slot)
+        slot.in_flight += 1
+        try:
+            answer = self._note(device, await self._outside_lock(self.ledger.begin_use(device, slot.name)))
+        except BaseException:
+            slot.in_flight -= 1
+            raise
         if answer.status == "ok":
             return True
-        log.info("%s is %s in the ledger; loading it again", slot.name, answer.status)
-        slot.state, slot.reserved = SlotState.unloaded, 0
+        slot.in_flight -= 1
+        if slot.state is SlotState.loaded:
+            log.info("%s is %s in the ledger; loading it again", slot.name, answer.status)
+            slot.state, slot.reserved = SlotState.unloaded, 0
         return False
 
     async def release(self, name: str, keep_alive_s: float | None = None) -> None:
         """End one request; its `keep_alive_s` (see `idle.py`) sets how long the model stays loaded."""
         slot = self.slot(name)
+        try:  # the ledger first (outside the lock): still counted here meanwhile, so not unloaded from here
+            self._note(self.device_of(slot), await self.ledger.end_use(self.device_of(slot), name))
+        except LedgerUnavailable as exc:  # the request is done; the count lapses with the lease
+            log.warning("could not count the end of a request to %s: %s", name, exc.detail)
         async with self._changed:
             slot.in_flight = max(slot.in_flight - 1, 0)
             slot.last_used = time.monotonic()
-            try:
-                self._note(self.device_of(slot), await self.ledger.end_use(self.device_of(slot), name))
-            except LedgerUnavailable as exc:  # the request is done; the count lapses with the lease
-                log.warning("could not count the end of a request to %s: %s", name, exc.detail)
             slot.keep_alive_s = self.idle.capped(keep_alive_s)
             if slot.keep_alive_s == 0 and slot.evictable:
                 task = self._start_unload(slot)
@@ -311,10 +321,10 @@ class MemoryBudget:
             f"model '{slot.name}' measured {mb(measured)} once loaded, more than its estimate; "
             + await self._no_room_message(slot), self.retry_after_s)
 
-    async def _outside_lock(self, awaitable: Awaitable[object]) -> None:
+    async def _outside_lock(self, awaitable: Awaitable[T]) -> T:
         self._changed.release()
         try:
-            await awaitable
+            return await awaitable
         finally:
             await self._changed.acquire()
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from shared.catalog import TINY_MARKER
 from storage.models import ImageEmbedding
 from tests.support import media_samples as samples
+from tests.support.mesh import run_cli
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.storage_env import Stack, WorkerProcess, fresh_database, shared_redis_url
 
@@ -90,6 +91,37 @@ def _until_the_gateway_embeds_with_768_d(stack: Stack) -> None:
     raise TimeoutError(f"the gateway never used the 768-d clip: {answer}")
 
 
+def _reembed_stopped_after_one_batch(stack: Stack) -> None:
+    """The worker's re-embed pipeline, in this process, with batches of 4: its progress report raises
+    `JobStopped` (what a cancel does) once the probe (1 item) and the first batch (4) are stored."""
+    from storage import db as dbmod
+    from storage.media_files import MediaStore
+    from storage.repositories.clusters import ClusterRepository
+    from storage.repositories.media import MediaRepository
+    from worker.model_client import ModelClient
+    from worker.pipelines.context import JobStopped, PipelineContext
+    from worker.pipelines.reembed import reembed
+    from worker.settings import WorkerSettings
+
+    reports: list[float] = []
+
+    def report(progress: float, stage: str) -> None:
+        reports.append(progress)
+        if len(reports) == 3:  # asking clip, the probe stored, the first batch stored
+            raise JobStopped("cancelled")
+
+    database, models = dbmod.Database(stack.env["DATABASE_URL"]), ModelClient(stack.url)
+    try:
+        ctx = PipelineContext(media=MediaRepository(database), clusters=ClusterRepository(database),
+                              store=MediaStore(stack.home / "media"), models=models, settings=WorkerSettings(),
+                              report=report)
+        with pytest.raises(JobStopped):
+            reembed(ctx, {"batch": 4})
+    finally:
+        models.close()
+        database.dispose()
+
+
 class Searcher(threading.Thread):
     """Searches, as fast as answers come, for items similar to one stored item and for a text."""
 
@@ -134,12 +166,17 @@ def test_reembed_into_a_768_d_model_under_concurrent_searches(mesh: dict) -> Non
     try:
         stale = httpx.post(f"{stack.url}/v1/search/image", data={"media_id": ids[0], "limit": 30}, timeout=60).json()
         assert stale["space"]["id"] == small["id"] and len(stale["results"]) == len(ids) - 1
-        with stack.client() as client:
-            accepted = client.post("/v1/reembed").json()
-            again = client.post("/v1/reembed").json()  # one re-embed at a time
-        assert again["job_id"] == accepted["job_id"] or not again["already_running"]  # unless it was done already
-        job = stack.wait_job(accepted["job_id"], timeout_s=300)
-        assert job["state"] == "done", job
+        # a re-embed stopped after its first batch (as a cancel or a worker restart stops it) keeps what it did
+        _reembed_stopped_after_one_batch(stack)
+        spaces = httpx.get(f"{stack.url}/v1/embedding-spaces", timeout=30).json()
+        assert [(s["dim"], s["state"], s["items"]) for s in spaces] == [(768, "filling", 5), (512, "complete", 24)]
+        # `mediamesh reembed`: POST /v1/reembed, then follow the job to its end
+        done = run_cli(["reembed", "--url", stack.url], {}, timeout_s=600)
+        assert done.returncode == 0, done.stdout + done.stderr + stack.worker.log_tail()
+        assert f"{len(ids)} of {len(ids)} items are in tiny-random/clip-large (768-d)" in done.stdout, done.stdout
+        listed = httpx.get(f"{stack.url}/v1/jobs", params={"kind": "reembed"}, timeout=30).json()["items"]
+        assert len(listed) == 1 and listed[0]["state"] == "done" and listed[0]["progress"] == 1
+        job = listed[0]
         after_done = len(searcher.similar)
         while len(searcher.similar) < after_done + 3:  # a few answers after it completed
             searcher.join(0.2)
@@ -149,8 +186,14 @@ def test_reembed_into_a_768_d_model_under_concurrent_searches(mesh: dict) -> Non
 
     large = job["result"]["space"]
     assert large["dim"] == 768 and job["result"]["items"] == len(ids) and job["result"]["failed_count"] == 0
-    listed = httpx.get(f"{stack.url}/v1/jobs", params={"kind": "reembed"}, timeout=30).json()
-    assert {item["id"]: item["progress"] for item in listed["items"]}[accepted["job_id"]] == 1
+    assert job["result"]["reembedded"] == len(ids) - 5  # it carried on: the first 5 were not done again
+    # run again: nothing is left to do, and nothing changes
+    with stack.client() as client:
+        again = client.post("/v1/reembed").json()
+    assert not again["already_running"]
+    rerun = stack.wait_job(again["job_id"], timeout_s=120)
+    assert rerun["state"] == "done" and rerun["result"]["reembedded"] == 0
+    assert rerun["result"]["space"]["id"] == large["id"]
     spaces = {s["id"]: s for s in httpx.get(f"{stack.url}/v1/embedding-spaces", timeout=30).json()}
     assert spaces[large["id"]]["state"] == "complete" and spaces[large["id"]]["items"] == len(ids)
 

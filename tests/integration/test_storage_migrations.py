@@ -82,8 +82,9 @@ def test_vectors_stored_before_spaces_move_to_a_legacy_space_and_back() -> None:
                                (media_id, vector))
     dbmod.upgrade(url)
     with psycopg.connect(plain) as connection:
-        rows = connection.execute("SELECT s.id, s.model, s.weights_sha256, s.dim, s.state, count(*) FROM "
-                                  "image_embeddings e JOIN embedding_spaces s ON s.id = e.space_id GROUP BY s.id").fetchall()
+        rows = connection.execute(
+            "SELECT s.id, s.model, s.weights_sha256, s.dim, s.state, count(*) FROM image_embeddings e "
+            "JOIN embedding_spaces s ON s.id = e.space_id GROUP BY s.id").fetchall()
         assert [row[1:] for row in rows] == [("clip", "legacy", 512, "complete", 2)]
         names = {row[0] for row in connection.execute("SELECT indexname FROM pg_indexes")}
         assert spaces.index_name(rows[0][0]) in names

@@ -25,7 +25,7 @@ def reembed(ctx: PipelineContext, params: dict[str, Any]) -> dict[str, Any]:
     batch = int(params.get("batch") or BATCH)
     failed: dict[str, str] = {}  # media id -> why clip refused it (such items keep only their old vectors)
     space: Space | None = None  # the current model's, known from its first answer
-    reembedded = 0
+    held_before = 0  # what the space held when this job first saw it
     ctx.report(0.0, "asking clip for its model")
     while True:
         todo = spaces.missing(space.id, batch, skip=failed) if space else spaces.one_embedded(skip=failed)
@@ -34,9 +34,10 @@ def reembed(ctx: PipelineContext, params: dict[str, Any]) -> dict[str, Any]:
         identity, vectors = _embed(ctx, todo, failed)
         if identity is None:
             continue
-        space = spaces.register(identity)  # a model swapped mid-job: from here on, its space
+        if space is None or space.identity != identity:  # the first answer, or the model swapped mid-job
+            space = spaces.register(identity)
+            held_before = spaces.coverage(space.id)[0]
         spaces.save(space, vectors)
-        reembedded += len(vectors)
         done, total = spaces.coverage(space.id)
         ctx.report(done / max(total, 1), f"re-embedding into {space.identity.describe()}: {done}/{total} items")
     if space is None:
@@ -44,7 +45,7 @@ def reembed(ctx: PipelineContext, params: dict[str, Any]) -> dict[str, Any]:
     spaces.mark_complete(space.id)
     done, total = spaces.coverage(space.id)
     return {"space": {**space.public(), "state": "complete"}, "items": done, "embedded": total,
-            "reembedded": reembedded, "failed": _shown(failed), "failed_count": len(failed)}
+            "reembedded": done - held_before, "failed": _shown(failed), "failed_count": len(failed)}
 
 
 def _embed(ctx: PipelineContext, todo: list[tuple[str, str]],
