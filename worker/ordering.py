@@ -25,6 +25,7 @@ MODELS_BY_KIND = {
     "audio": frozenset({"whisper"}),
     "json": frozenset({"llm"}),
     "cluster": frozenset({"blip2", "llm"}),
+    "reembed": frozenset({"clip"}),
 }
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from pydantic import ValidationError
 
 from gateway.settings import GatewaySettings
+from shared.kit import nvml
 from shared.kit.placement import placement
+from tests.support.fake_nvml import FakeCard, FakePynvml
 from tests.support.linear_service import LinearSettings
 
 
@@ -20,6 +24,25 @@ def test_a_service_names_its_node_and_device(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("LINEAR_DEVICE", "gpu1")
     with pytest.raises(ValidationError, match="auto|cpu|cuda"):
         LinearSettings()
+
+
+def test_a_gpu_is_named_through_cuda_visible_devices_without_starting_cuda(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The gateway polls `/v1/model` before the first load: naming the GPU must not create a CUDA context."""
+    fake = FakePynvml(FakeCard(tmp_path / "card.json"), device_count=2)
+    nvml.use_library(fake)
+    try:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+        found = placement(torch.device("cuda:0"), "n")
+        assert found.device == "cuda:0" and found.uuid == fake._uuid(1)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-abc,0")
+        assert placement(torch.device("cuda"), "n").uuid == "GPU-abc"
+        assert placement(torch.device("cuda:1"), "n").uuid == fake._uuid(0)
+        assert placement(torch.device("cuda:2"), "n").uuid is None  # not visible to this process
+    finally:
+        nvml.use_library(None)
+    assert not torch.cuda.is_initialized()
 
 
 @pytest.mark.gpu
