@@ -308,21 +308,23 @@ ratios are taken within the run.
 
 {verdicts}
 
-What the services do differently from LitServe (`docs/service-kit.md`, "How a batch forms"): a
-batch waits only for requests that are still decoding, never the full 5 ms for requests that may
-not come (LitServe's batch-1 answer always pays its `batch_timeout`); a request that finds the
-service idle decodes and runs in one hop to the inference thread; under load images are decoded
-on worker threads beside the running batch (LitServe decodes them in its inference worker,
-between batches). The CPU column is the steadier measure here: per image the services spend no
-more CPU than LitServe. Where a throughput ratio still comes out under 1.0, the limit is
-parallelism, not work: LitServe runs HTTP + JSON in one process and the model in another, while a
-service runs both in one process, so its event loop, its decoding threads and a Python-dispatched
-model (CLIP in transformers: every op goes back to the interpreter) take turns on one GIL. That
-is why CLIP, with the most Python per image, gains least. The next step is inference in its own
-process fed by the batcher (shared-memory tensors, the lifecycle's load/unload and memory
+What the services do differently from LitServe (`docs/service-kit.md`, "How a batch forms"): a batch
+waits only for requests that are still decoding, never the full 5 ms for requests that may not come
+(LitServe's batch-1 answer always pays its `batch_timeout`); a request that finds the service idle
+decodes and runs in one hop to the inference thread; under load the cnn's images are decoded on
+worker threads beside the running batch (LitServe decodes them in its inference worker, between
+batches; the clip service does too, see below). The CPU column is the steadier measure here: per
+image the services spend no more CPU than LitServe. Where a throughput ratio still comes out under
+1.0, the limit is parallelism, not work: LitServe runs HTTP + JSON in one process and the model in
+another, while a service runs both in one process, so its event loop, its decoding threads and a
+Python-dispatched model (CLIP in transformers: every op goes back to the interpreter) take turns on
+one GIL. That would explain why CLIP, with the most Python per image, gains least (inferred from the
+CPU column; a `py-spy --gil` profile of this run was not taken). The next step is inference in its
+own process fed by the batcher (shared-memory tensors, the lifecycle's load/unload and memory
 accounting forwarded to it), which this run does not have. Tried and kept: pinned torch threads
 (`<P>TORCH_THREADS`; on these shared cores two threads made a batch-1 forward several times slower),
-the eager batch, the one-hop path, decoding CLIP's images off the inference thread.
+the eager batch, the one-hop path. Tried and dropped: decoding CLIP's images on worker threads (16
+decodes beside torch's threads made `bench clip_batching` slower than unbatched).
 """
 
 

@@ -93,14 +93,17 @@ class ClipModel(ServedModel):
         image = decode_image_base64(payload.data, max_pixels=self.settings.max_image_pixels, name=payload.name)
         return self.preprocess([image])[0]
 
-    def embed_payloads(self, payloads: list[ImagePayload | np.ndarray]) -> list[np.ndarray | ServiceError]:
-        """Embed one batch of images, each already decoded (`pixels`, on a worker thread beside the batch
-        that runs) or still base64 (decoded here); a bad image fails only its own request."""
+    def embed_payloads(self, payloads: list[ImagePayload]) -> list[np.ndarray | ServiceError]:
+        """Decode, preprocess and embed one batch; a bad image fails only its own request.
+
+        Decoding here, on the inference thread, rather than before the batcher, keeps the decoding
+        off the cores torch's threads run on while a batch runs.
+        """
         arrays: list[np.ndarray] = []
         results: list[np.ndarray | ServiceError | None] = []
         for payload in payloads:
             try:
-                arrays.append(payload if isinstance(payload, np.ndarray) else self.pixels(payload))
+                arrays.append(self.pixels(payload))
                 results.append(None)
             except ServiceError as exc:
                 results.append(exc)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -87,6 +87,17 @@ class DynamicBatcher(Generic[T, R]):
         finally:
             arrival.withdraw()
 
+    @asynccontextmanager
+    async def alone(self) -> AsyncIterator[None]:
+        """A caller runs the batch function itself (it found the batcher idle): it counts as the running
+        batch, so what queues meanwhile waits for it, and `max_queue` bounds the waiting as it always does."""
+        self.running = True
+        try:
+            yield
+        finally:
+            self.running = False
+            self._changed.set()
+
     async def submit(self, item: T) -> R:
         return (await self.submit_many([item]))[0]
 
@@ -112,7 +123,7 @@ class DynamicBatcher(Generic[T, R]):
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
+            while not self._queue or self.running:  # `running` here: a caller runs a batch `alone()`
                 self._changed.clear()
                 await self._changed.wait()
             deadline = loop.time() + self.max_wait_s

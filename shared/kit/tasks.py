@@ -51,7 +51,8 @@ class Task:
             if batcher is not None and lifecycle.in_flight == 1 and batcher.idle:
                 # alone: decode, batch and predict in one hop to the inference thread, not three (a
                 # thread wake-up is dear on busy cores); the same hooks run, so the answer is the same
-                value = await lifecycle.run(self._alone, model, body, batcher)
+                async with batcher.alone():
+                    value = await lifecycle.run(self._alone, model, body, batcher)
             else:
                 value = await self._pipelined(lifecycle, model, body, batcher)
             answer = self.encode(model, body, value)

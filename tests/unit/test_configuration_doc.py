@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.catalog import SERVICES
 from tests.support.processes import REPO
 from tests.support.settings_reference import BASE_CLASSES, SETTINGS, all_env_names, load
 
@@ -36,7 +37,7 @@ def test_every_variable_is_documented() -> None:
 def test_the_readme_names_every_variable() -> None:
     readme = (REPO / "README.md").read_text()
     named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", readme))
-    for prefix in ("CNN_", "CLIP_", "BLIP2_", "WHISPER_", "LLM_", "DETECTOR_"):  # the kit's shared ones, written `<P>NAME`
+    for prefix in (spec.env_prefix for spec in SERVICES.values()):  # the kit's shared ones, written `<P>NAME`
         named |= {prefix + name for name in re.findall(r"`<P>([A-Z0-9_]+)`", readme)}
     missing = sorted(all_env_names() - named)
     assert not missing, f"add to the README's configuration table: {missing}"
