@@ -13,10 +13,8 @@ import io
 import os
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.load import concurrent_throughput
 from bench.report import write_section
 from services.clip.model import ClipModel
 from services.clip.settings import ClipSettings
@@ -71,22 +70,11 @@ def test_images(count: int) -> list[bytes]:
 
 def clients_throughput(url: str, payloads: list[str], per_client: int) -> float:
     """CLIENTS threads, each sending `per_client` one-image requests back to back: images per second."""
-    start = threading.Barrier(CLIENTS + 1)
 
-    def client(index: int) -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            http.get("/health")
-            start.wait()
-            for _ in range(per_client):
-                http.post("/v1/embed/image", json={"images": [payloads[index]]}).raise_for_status()
+    def send(http: httpx.Client, index: int) -> None:
+        http.post("/v1/embed/image", json={"images": [payloads[index]]}).raise_for_status()
 
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        futures = [pool.submit(client, i) for i in range(CLIENTS)]
-        start.wait()
-        started = time.perf_counter()
-        for future in futures:
-            future.result()
-    return CLIENTS * per_client / (time.perf_counter() - started)
+    return concurrent_throughput(url, CLIENTS, per_client, send)
 
 
 def offline_throughput(model: ClipModel, raws: list[bytes], batches: int) -> float:

@@ -23,10 +23,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ import psutil
 from PIL import Image
 
 from bench.clip_batching import build_clip
+from bench.load import concurrent_throughput
 from bench.report import write_section
 from tests.support.processes import REPO, ServiceProcess, free_port
 
@@ -151,23 +150,12 @@ def cpu_seconds(pid: int) -> float:
 
 def throughput(url: str, path: str, bodies: list[bytes], per_client: int) -> float:
     """CLIENTS threads, each sending `per_client` one-image requests back to back: images per second."""
-    start = threading.Barrier(CLIENTS + 1)
     headers = {"content-type": "application/json"}
 
-    def client(index: int) -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            http.get("/health")
-            start.wait()
-            for _ in range(per_client):
-                http.post(path, content=bodies[index], headers=headers).raise_for_status()
+    def send(http: httpx.Client, index: int) -> None:
+        http.post(path, content=bodies[index], headers=headers).raise_for_status()
 
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        futures = [pool.submit(client, i) for i in range(CLIENTS)]
-        start.wait()
-        started = time.perf_counter()
-        for future in futures:
-            future.result()
-    return CLIENTS * per_client / (time.perf_counter() - started)
+    return concurrent_throughput(url, CLIENTS, per_client, send)
 
 
 def latencies(clients: dict[str, httpx.Client], path: str, bodies: list[bytes]) -> dict[str, list[float]]:

@@ -26,6 +26,7 @@ from shared.schemas.clip import ZeroShotRequest, ZeroShotResponse
 from shared.schemas.cnn import ClassifyRequest, CnnClassifyResponse
 from tests.support.linear_service import LinearModel, LinearSettings
 from tests.support.processes import ServiceProcess
+from tests.support.stand_ins import gateway_over_stand_ins
 
 stand_in = APIRouter()
 CNN = {"green": {"cat": 0.95, "dog": 0.04, "fox": 0.01}, "red": {"cat": 0.6, "dog": 0.3, "fox": 0.1}}
@@ -79,20 +80,11 @@ GREEN, RED = base64.b64encode(png((0, 200, 0))).decode(), base64.b64encode(png((
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     logs = tmp_path_factory.mktemp("cascade")
-    procs = {name: ServiceProcess("tests.integration.test_gateway_cascade:stand_in_app",
-                                  {"LINEAR_NAME": name, "LINEAR_MODEL_PATH": str(logs)}, logs / f"{name}.log")
-             for name in ("cnn", "clip", "blip2b")}
-    registry = {name: {"url": p.url, "kind": name.rstrip("b")} for name, p in procs.items()}
-    registry["blip2"] = {"url": "http://127.0.0.1:9", "kind": "blip2"}  # down
-    started = [p.start() for p in procs.values()]
-    env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry),
-           "GATEWAY_CASCADE_CONFIG": str(logs / "cascade.json")}
-    try:
-        with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as proc:
-            yield proc
-    finally:
-        for p in started:
-            p.stop()
+    # "blip2b" is a live service of kind blip2; the one named "blip2" is down
+    with gateway_over_stand_ins("tests.integration.test_gateway_cascade:stand_in_app",
+                                {"cnn": "cnn", "clip": "clip", "blip2b": "blip2"}, logs,
+                                down={"blip2": "blip2"}) as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from shared.schemas.cnn import ClassifyRequest, CnnClassifyResponse
 from shared.schemas.detector import DetectRequest, DetectResponse
 from tests.support.linear_service import LinearModel, LinearSettings
 from tests.support.processes import ServiceProcess
+from tests.support.stand_ins import gateway_over_stand_ins
 
 stand_in = APIRouter()
 WIDTH, HEIGHT = 120, 80
@@ -94,20 +95,10 @@ WHOLE = [{"kind": "cnn", "service": "cnn", "escalate": {"threshold": 0.5}}]
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     logs = tmp_path_factory.mktemp("detection")
-    procs = {name: ServiceProcess("tests.integration.test_gateway_detection:stand_in_app",
-                                  {"LINEAR_NAME": name, "LINEAR_MODEL_PATH": str(logs)}, logs / f"{name}.log")
-             for name in ("detector", "cnn", "clip")}
-    registry = {name: {"url": p.url, "kind": name} for name, p in procs.items()}
-    registry["detector_down"] = {"url": "http://127.0.0.1:9", "kind": "detector"}
-    started = [p.start() for p in procs.values()]
-    env = {"GATEWAY_STORAGE_ENABLED": "false", "GATEWAY_SERVICES": json.dumps(registry),
-           "GATEWAY_CASCADE_CONFIG": str(logs / "cascade.json")}
-    try:
-        with ServiceProcess("gateway.app:create_app", env, logs / "gateway.log") as proc:
-            yield proc
-    finally:
-        for p in started:
-            p.stop()
+    with gateway_over_stand_ins("tests.integration.test_gateway_detection:stand_in_app",
+                                {name: name for name in ("detector", "cnn", "clip")}, logs,
+                                down={"detector_down": "detector"}) as proc:
+        yield proc
 
 
 @pytest.fixture
