@@ -304,22 +304,29 @@ class MediaSearch:
                                   ef_search=ef_search, exclude=media_id)
         return Page(hits, space, [why] if why else [])
 
+    def text_matches(self, q: str, filters: Filters, *, depth: int) -> dict[MatchList, list[Hit]]:
+        """The top `depth` transcript and caption matches of `q`: the part of a ranked page that needs no
+        query vector, so a caller can run it while the vector is being computed."""
+        with self.db.session() as session:
+            return {"transcript": transcript_matches(session, q, filters, limit=depth, offset=0),
+                    "caption": caption_matches(session, q, filters, limit=depth, offset=0)}
+
     def ranked(self, q: str, query: SemanticQuery | None, filters: Filters, *, limit: int, offset: int,
-               ef_search: int, min_similarity: float, weights: ranking.FusionWeights) -> Page:
+               ef_search: int, min_similarity: float, weights: ranking.FusionWeights,
+               text: dict[MatchList, list[Hit]] | None = None) -> Page:
         """One page of a text query: nearest images to the query's vector (when given) at or above
-        `min_similarity`, in its model's space, and transcript and caption matches of `q`, fused by
-        reciprocal rank."""
+        `min_similarity`, in its model's space, and transcript and caption matches of `q` (`text`, when
+        the caller already has them from `text_matches` at this depth), fused by reciprocal rank."""
         depth = limit + offset  # each list's top `depth` are fused (deeper ones are left out, as usual for RRF)
         lists: dict[MatchList, list[Hit]] = {}
         space, why = None, None
-        with self.db.session() as session:
-            if query is not None:
+        if query is not None:
+            with self.db.session() as session:
                 space, why = spaces.choose(session, spaces.ensure_space(session, query.identity),
                                            query_from_current=True)
                 assert space is not None
                 nearest = nearest_images(session, query.vector, filters, space=space, limit=depth, offset=0,
                                          ef_search=ef_search)
                 lists["embedding"] = [hit for hit in nearest if hit.score >= min_similarity]
-            lists["transcript"] = transcript_matches(session, q, filters, limit=depth, offset=0)
-            lists["caption"] = caption_matches(session, q, filters, limit=depth, offset=0)
+        lists |= self.text_matches(q, filters, depth=depth) if text is None else text
         return Page(ranking.fuse(lists, weights)[offset:depth], space, [why] if why else [])

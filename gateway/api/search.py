@@ -9,6 +9,7 @@ the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Annotated
 
@@ -76,6 +77,9 @@ async def search_media(
     _check_depth(limit, offset)
     degraded: list[str] = []
     semantic, floor = None, None
+    # the full-text half needs no vector: it runs on a thread while CLIP embeds the query
+    text_matches = asyncio.ensure_future(run_in_threadpool(storage.search.text_matches, q, filters,
+                                                           depth=limit + offset))
     if filters.kind in (None, "image", "video"):
         try:
             embedded = await _clip(dispatcher, "v1/embed/text", {"texts": [q]})
@@ -84,9 +88,10 @@ async def search_media(
         else:
             semantic = _semantic(embedded)
             floor = settings.min_similarity_for(embedded.model) if min_similarity is None else min_similarity
+    text = await text_matches
     page = await run_in_threadpool(storage.search.ranked, q, semantic, filters, limit=limit, offset=offset,
                                    ef_search=settings.search_ef, min_similarity=-1.0 if floor is None else floor,
-                                   weights=settings.fusion_weights)
+                                   weights=settings.fusion_weights, text=text)
     return SearchResponse(query=q, results=_hits(page.hits), limit=limit, offset=offset, min_similarity=floor,
                           space=_space(page), degraded=degraded + page.degraded)
 
