@@ -35,8 +35,7 @@ def service(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 
 @pytest.fixture
 def client(service: ServiceProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.url, timeout=60) as c:
-        assert c.post("/v1/model/load").status_code == 200
+    with service.loaded_client() as c:
         yield c
 
 

@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,14 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{self.app_factory} not healthy after {timeout_s}s:\n{self.log_tail()}")
+
+    @contextmanager
+    def loaded_client(self, timeout_s: float = 60.0) -> Iterator[httpx.Client]:
+        """A client of this model service, its model loaded first (the load is part of a test's set-up)."""
+        with httpx.Client(base_url=self.url, timeout=timeout_s) as client:
+            answer = client.post("/v1/model/load")
+            assert answer.status_code == 200, answer.text
+            yield client
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
