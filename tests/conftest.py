@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,13 @@ def tiny_model():
     from tests.support.models import tiny_model_dir
 
     return tiny_model_dir
+
+
+@pytest.fixture(autouse=True)
+def _denormals_back_on() -> Iterator[None]:
+    """A model loaded in the test's own process (a loading-code test) turns on torch's flush-denormal flag
+    for its thread, which is this one; hypothesis then cannot draw subnormal floats in later tests."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)
