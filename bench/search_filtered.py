@@ -32,7 +32,7 @@ import psycopg
 from bench.report import write_section
 from shared.embedded import EmbeddedPostgres
 from storage import db as dbmod
-from storage import search
+from storage import search, vector_scans
 from storage.spaces import Space, SpaceIdentity
 from tests.support.vectors import clustered_unit_vectors, exact_order, load_library
 
@@ -57,12 +57,12 @@ def _ids(rows: list[Any]) -> list[int]:
 
 def hnsw_then_filter(session: Any, query: list[float], filters: search.Filters, space: Space) -> list[int]:
     matching = search._matching(filters, space, None)
-    return [] if matching is None else _ids(search._index_scan(session, matching, query, space, K, EF))
+    return [] if matching is None else _ids(vector_scans.index_scan(session, matching, query, space, K, EF))
 
 
 def exact_scan(session: Any, query: list[float], filters: search.Filters, space: Space) -> list[int]:
     matching = search._matching(filters, space, None)
-    return [] if matching is None else _ids(search._exact_scan(session, matching, query, K))
+    return [] if matching is None else _ids(vector_scans.exact_scan(session, matching, query, K))
 
 
 def shipped(session: Any, query: list[float], filters: search.Filters, space: Space) -> list[int]:

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from pgvector.sqlalchemy import Vector
-from sqlalchemy import Float, Select, and_, column, func, literal_column, or_, select, text
+from sqlalchemy import Float, Select, and_, column, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -18,11 +17,9 @@ from storage import ranking, spaces
 from storage.db import Database
 from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, MediaObject, Transcript, VideoFrame
 from storage.spaces import Space, SpaceIdentity
+from storage.vector_scans import MAX_RANKED_DEPTH, estimated_rows, exact_scan, index_scan
 
 MatchList = Literal["embedding", "transcript", "caption"]
-# pgvector's ceiling for hnsw.ef_search: an HNSW scan hands back at most this many candidates, so a
-# ranked list (and a page of it) reaches no deeper.
-MAX_RANKED_DEPTH = 1000
 EARTH_RADIUS_KM = 6371.0088  # the mean radius
 # A filter matching fewer items than this is served by an exact scan of those items (a full page, in exact
 # order); a broader one by the HNSW index. bench/search_filtered.py measures where the two cross.
@@ -146,14 +143,14 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, s
     if matching is None:
         return []
     filtered = _filtered(filters) or exclude is not None
-    if _filtered(filters) and _estimated_rows(session, matching) < EXACT_SCAN_BELOW:
-        rows = _exact_scan(session, matching, vector, depth)
+    if _filtered(filters) and estimated_rows(session, matching) < EXACT_SCAN_BELOW:
+        rows = exact_scan(session, matching, vector, depth)
     else:
-        rows = _index_scan(session, matching, vector, space, depth, ef_search)
+        rows = index_scan(session, matching, vector, space, depth, ef_search)
         if filtered and len(rows) < depth and ef_search < MAX_RANKED_DEPTH:  # the filter starved it: go wider
-            rows = _index_scan(session, matching, vector, space, depth, MAX_RANKED_DEPTH)
+            rows = index_scan(session, matching, vector, space, depth, MAX_RANKED_DEPTH)
         if filtered and len(rows) < depth:
-            rows = _exact_scan(session, matching, vector, depth)
+            rows = exact_scan(session, matching, vector, depth)
     return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1], similarity=1.0 - float(row[2]))
             for row in rows[offset:]]
 
@@ -177,51 +174,6 @@ def _matching(filters: Filters, space: Space, exclude: str | None) -> Select[Any
     if exclude is not None:
         query = query.where(Media.id != exclude)
     return query
-
-
-def _estimated_rows(session: Session, query: Select[Any]) -> float:
-    """How many rows the planner expects `query` to have (planning only, nothing is scanned): it picks the
-    strategy, and the fall-backs keep the page full when the estimate is off."""
-    compiled = query.with_only_columns(literal_column("1")).compile(dialect=session.get_bind().dialect)
-    plan: Any = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
-    return float(plan[0]["Plan"]["Plan Rows"])
-
-
-def _index_scan(session: Session, query: Select[Any], vector: list[float], space: Space, depth: int,
-                ef_search: int) -> list[Any]:
-    # HNSW returns at most ef_search candidates before filtering: keep it above what the page needs.
-    ef = min(max(int(ef_search), depth + 10), MAX_RANKED_DEPTH)
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-    iterative = has_iterative_scan(session)
-    if iterative:  # pgvector >= 0.8: the scan goes on past ef_search until the filters let `depth` rows through
-        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    # the same expression as the space's index: embedding::vector(dim)
-    distance = ImageEmbedding.embedding.cast(Vector(space.dim)).cosine_distance(vector).label("distance")
-    rows = list(session.execute(query.with_only_columns(Media, Classification.label, distance)
-                                .order_by(distance).limit(depth)).all())
-    if iterative:  # relaxed order: nearly sorted; sort it exactly
-        rows.sort(key=lambda row: float(row[2]))
-    return rows
-
-
-def _exact_scan(session: Session, query: Select[Any], vector: list[float], depth: int) -> list[Any]:
-    # the bare column: no index covers it, so every matching row is measured
-    distance = ImageEmbedding.embedding.cosine_distance(vector).label("distance")
-    return list(session.execute(query.with_only_columns(Media, Classification.label, distance)
-                                .order_by(distance).limit(depth)).all())
-
-
-_ITERATIVE_SCAN: dict[str, bool] = {}
-
-
-def has_iterative_scan(session: Session) -> bool:
-    """Whether the database's pgvector has iterative index scans (0.8.0 and later); asked once per database."""
-    url = str(session.get_bind().engine.url)
-    if url not in _ITERATIVE_SCAN:
-        version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")) or "0"
-        parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        _ITERATIVE_SCAN[url] = parts >= (0, 8)
-    return _ITERATIVE_SCAN[url]
 
 
 def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
