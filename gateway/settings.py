@@ -80,6 +80,11 @@ class GatewaySettings(BaseSettings):
         default=15.0, gt=0, description="How long the budget ledger keeps a reservation of a gateway that stopped "
         "renewing it (it died); a live gateway renews every third of this.",
     )
+    use_linger_s: float = Field(
+        default=1.0, ge=0, description="How long the budget ledger keeps counting this gateway's use of a model "
+        "after its last request: requests within it skip the ledger's two Redis round trips, and another gateway "
+        "cannot unload the model meanwhile (this one can, at once). 0: every request counts itself.",
+    )
     max_upload_bytes: int = Field(
         default=2 * GIB, gt=0, description="Largest upload to POST /v1/media (streamed to disk, never held whole)."
     )

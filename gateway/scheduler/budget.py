@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from gateway.scheduler.idle import IdlePolicy
-from gateway.scheduler.ledger import Answer, DeviceView, LedgerUnavailable, RedisLedger
+from gateway.scheduler.ledger import Answer, DeviceView, Holding, LedgerUnavailable, RedisLedger
 from gateway.scheduler.slots import HOLDING, BudgetExceeded, LoadFailed, ModelBackend, ModelSlot, mb
 from shared.http.errors import Conflict, NotFound
 from shared.schemas.gateway import SlotState
@@ -39,6 +39,7 @@ class MemoryBudget:
         self, backend: ModelBackend, budget_bytes: int, *, ledger: RedisLedger, room_timeout_s: float = 30.0,
         idle_ttl_s: float | None = None, retry_after_s: int = 5, idle: IdlePolicy | None = None,
         device_budgets: Mapping[str, int] | None = None, locate: Callable[[str], Awaitable[object]] | None = None,
+        use_linger_s: float = 0.0,
     ) -> None:
         if budget_bytes <= 0 or any(b <= 0 for b in (device_budgets or {}).values()):
             raise ValueError(f"budgets must be positive, got {budget_bytes}, {device_budgets}; check the headroom")
@@ -55,6 +56,10 @@ class MemoryBudget:
         self.retry_after_s = retry_after_s
         self.slots: dict[str, ModelSlot] = {}
         self._changed = asyncio.Condition()
+        # how long this gateway keeps its use of an idle model counted in the ledger: requests within it pay
+        # no ledger round trip; other gateways cannot unload the model meanwhile (this one can, at once)
+        self.use_linger_s = use_linger_s
+        self._lingering: dict[str, asyncio.Task[None]] = {}
 
     def add(self, name: str, *, estimated_bytes: int = 0, pinned: bool = False, priority: int = 0) -> ModelSlot:
         slot = ModelSlot(name, estimated_bytes=estimated_bytes, pinned=pinned, priority=priority)
@@ -134,10 +139,12 @@ class MemoryBudget:
         located = slot.device is not None or self.locate is None
         while True:
             if slot.state is SlotState.loaded:
-                if await self._begin_use(slot):
-                    slot.last_used = time.monotonic()
-                    return slot
-                continue  # unloaded through another gateway, or our lease lapsed: load it again
+                if slot.ledger_uses:  # already counted in the ledger: no other gateway can unload it
+                    slot.in_flight += 1
+                elif not await self._begin_use(slot):
+                    continue  # unloaded through another gateway, or our lease lapsed: load it again
+                slot.last_used = time.monotonic()
+                return slot
             if slot.state in (SlotState.unloaded, SlotState.error, SlotState.down) and not located:
                 located = True  # ask the service where it sits before reserving on its device
                 await self._outside_lock(self.locate(slot.name))  # type: ignore[misc]
@@ -156,18 +163,24 @@ class MemoryBudget:
 
     async def _begin_use(self, slot: ModelSlot) -> bool:
         """Count one more request in flight here and in the ledger, so that no gateway unloads the model under
-        it. The round trip runs outside the lock (the ledger decides; counted here first, no unload starts here)."""
-        device = self.device_of(slot)
+        it. The round trip runs outside the lock (the ledger decides; counted here first, no unload starts here);
+        if the slot changed meanwhile (an observation, a reload), the answer is about a model that is gone."""
+        device, generation = self.device_of(slot), slot.generation
         slot.in_flight += 1
         try:
             answer = self._note(device, await self._outside_lock(self.ledger.begin_use(device, slot.name)))
         except BaseException:
             slot.in_flight -= 1
             raise
-        if answer.status == "ok":
+        current = slot.generation == generation
+        if answer.status == "ok" and current:
+            slot.ledger_uses += 1
             return True
         slot.in_flight -= 1
-        if slot.state is SlotState.loaded:
+        if answer.status == "ok":  # counted on a record that changed under us: take the count back, ask again
+            with contextlib.suppress(LedgerUnavailable):
+                self._note(device, await self._outside_lock(self.ledger.end_use(device, slot.name)))
+        elif current and slot.state is SlotState.loaded:
             log.info("%s is %s in the ledger; loading it again", slot.name, answer.status)
             slot.state, slot.reserved = SlotState.unloaded, 0
         return False
@@ -175,19 +188,55 @@ class MemoryBudget:
     async def release(self, name: str, keep_alive_s: float | None = None) -> None:
         """End one request; its `keep_alive_s` (see `idle.py`) sets how long the model stays loaded."""
         slot = self.slot(name)
-        try:  # the ledger first (outside the lock): still counted here meanwhile, so not unloaded from here
-            self._note(self.device_of(slot), await self.ledger.end_use(self.device_of(slot), name))
-        except LedgerUnavailable as exc:  # the request is done; the count lapses with the lease
-            log.warning("could not count the end of a request to %s: %s", name, exc.detail)
         async with self._changed:
             slot.in_flight = max(slot.in_flight - 1, 0)
             slot.last_used = time.monotonic()
             slot.keep_alive_s = self.idle.capped(keep_alive_s)
             if slot.keep_alive_s == 0 and slot.evictable:
-                task = self._start_unload(slot)
+                task = self._start_unload(slot)  # its unload ends the ledger's count first
                 self._unloads.add(task)  # keep a reference until it is done (asyncio holds only weak ones)
                 task.add_done_callback(self._unloads.discard)
+            elif slot.in_flight == 0 and slot.ledger_uses:
+                if self.use_linger_s > 0:
+                    self._linger(slot)
+                else:  # under the lock: no unload from here starts before the ledger has the count back
+                    await self._end_uses(slot)
             self._changed.notify_all()
+
+    async def _end_uses(self, slot: ModelSlot) -> None:
+        """Give the ledger back this gateway's count of requests to the model (none is in flight here)."""
+        uses, slot.ledger_uses = slot.ledger_uses, 0
+        device = self.device_of(slot)
+        try:
+            for _ in range(uses):
+                self._note(device, await self.ledger.end_use(device, slot.name))
+        except LedgerUnavailable as exc:  # the requests are done; the count goes with the model's record
+            log.warning("could not count the end of a request to %s: %s", slot.name, exc.detail)
+
+    def _linger(self, slot: ModelSlot) -> None:
+        """End the ledger's count once the model has been idle here for `use_linger_s`. Lock held."""
+        if slot.name not in self._lingering:
+            self._lingering[slot.name] = asyncio.create_task(self._end_uses_when_idle(slot))
+
+    async def _end_uses_when_idle(self, slot: ModelSlot) -> None:
+        while True:
+            await asyncio.sleep(max(slot.last_used + self.use_linger_s - time.monotonic(), 0.001))
+            async with self._changed:
+                if slot.in_flight == 0 and time.monotonic() - slot.last_used < self.use_linger_s:
+                    continue  # used again, and idle again since: wait out the rest
+                del self._lingering[slot.name]  # in flight again: its release starts the next wait
+                if slot.in_flight == 0 and slot.ledger_uses and slot.state is SlotState.loaded:  # else its unload does
+                    await self._end_uses(slot)
+                    self._changed.notify_all()
+                return
+
+    async def close(self) -> None:
+        """Stop the lingering counts' timers (the gateway is stopping and leaves the ledger)."""
+        tasks = list(self._lingering.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lingering.clear()
 
     async def _wait_for_change(self, slot: ModelSlot, deadline: float) -> None:
         """Until something changes here, or a short while (other gateways free memory too), or the deadline."""
@@ -230,11 +279,12 @@ class MemoryBudget:
 
         pending = sum(freed_by_unload(self.slots[h.model], h.bytes) if h.model in self.slots else h.bytes
                       for h in view.holdings.values() if h.state == "unloading")
-        candidates = sorted(
+        candidates = sorted(  # in flight: through any gateway, not counting this one's lingering count
             (h for h in view.holdings.values()
-             if h.state == "loaded" and not h.in_flight and not h.pinned and h.model in self.slots
+             if h.state == "loaded" and h.model in self.slots and h.in_flight <= self.slots[h.model].ledger_uses
+             and not h.pinned
              and h.model not in excluded and self._evictable_here(self.slots[h.model])),
-            key=lambda h: (h.priority, h.last_used),
+            key=lambda h: (h.priority, *self._recency(h)),
         )
         victims: list[ModelSlot] = []
         covered = pending  # memory already on its way out counts
@@ -244,6 +294,13 @@ class MemoryBudget:
             victims.append(self.slots[candidate.model])
             covered += freed_by_unload(self.slots[candidate.model], candidate.bytes)
         return victims if covered >= shortfall else None
+
+    def _recency(self, holding: Holding) -> tuple[bool, float]:
+        """How recently a model was used, for least-recently-used order. The ledger's order of uses, except for
+        the models this gateway's lingering count holds: its requests since have not told the ledger, and they
+        were used within `use_linger_s`, later than any model whose count has ended."""
+        slot = self.slots[holding.model]
+        return (True, slot.last_used) if slot.ledger_uses else (False, float(holding.last_used))
 
     @staticmethod
     def _evictable_here(slot: ModelSlot) -> bool:
@@ -336,6 +393,8 @@ class MemoryBudget:
 
     async def _unload(self, slot: ModelSlot, before: SlotState = SlotState.loaded, min_idle_s: float = 0.0) -> None:
         device = self.device_of(slot)
+        if slot.ledger_uses:  # idle here, but still counted (lingering): end it first, or the ledger says busy
+            await self._end_uses(slot)
         try:
             answer = self._note(device, await self.ledger.begin_unload(device, slot.name, min_idle_s))
         except LedgerUnavailable as exc:
@@ -412,15 +471,18 @@ class MemoryBudget:
     async def observe(
         self, name: str, service_state: str | None, *, estimated_bytes: int | None = None,
         footprint_bytes: int | None = None, device_bytes: int | None = None, overdue: int = 0,
-        device: str | None = None,
+        device: str | None = None, asked_at: float | None = None,
     ) -> None:
         """What the service itself reports (None: unreachable). A restarted service is not loaded.
 
         `device_bytes` is the process's GPU use as NVML measures it: a loaded model reserves exactly
         that, and a model that is not loaded still holds it (its CUDA context). `device` is the
-        ledger's name of the device it sits on (`Placement.key`)."""
+        ledger's name of the device it sits on (`Placement.key`). `asked_at` (monotonic) is when the service
+        was asked: a state that changed since (a load or unload finished meanwhile) is newer than the answer."""
         slot = self.slot(name)
         async with self._changed:
+            if asked_at is not None and asked_at < slot.changed_at:
+                return  # stale: the next poll reads the service again
             held_before = slot.held_bytes
             if estimated_bytes:
                 slot.estimated_bytes = estimated_bytes

@@ -66,7 +66,7 @@ class ServiceRegistry:
             self, settings.usable_budget_bytes, ledger=self.ledger, room_timeout_s=settings.room_timeout_s,
             retry_after_s=settings.retry_after_s,
             idle=IdlePolicy(settings.idle_ttl_s, dict(settings.idle_ttl_by_model), settings.max_keep_alive_s),
-            device_budgets=settings.usable_device_budgets, locate=self.refresh,
+            device_budgets=settings.usable_device_budgets, locate=self.refresh, use_linger_s=settings.use_linger_s,
         )
         self._embedded_redis: EmbeddedRedis | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -99,6 +99,7 @@ class ServiceRegistry:
     async def stop(self) -> None:
         """A clean stop gives up this gateway's leases at once (a killed one's lapse after GATEWAY_LEASE_TTL_S)."""
         await self.poller.stop()
+        await self.budget.close()
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -123,7 +124,7 @@ class ServiceRegistry:
 
     async def refresh(self, name: str) -> ServiceRecord:
         """Read the service's `/v1/model` now and tell the budget what it says."""
-        record = self.record(name)
+        record, asked_at = self.record(name), time.monotonic()
         try:
             record.info, record.up, record.error = await self.lifecycle.model_info(record.endpoint.url), True, None
         except (httpx.HTTPError, ValueError) as exc:
@@ -142,7 +143,7 @@ class ServiceRegistry:
             footprint_bytes=info.footprint_bytes if info else None,
             device_bytes=info.device_use.process_bytes if info and info.device_use else None,
             overdue=info.overdue if info else 0,
-            device=info.placement.key if info and info.placement else None,
+            device=info.placement.key if info and info.placement else None, asked_at=asked_at,
         )
         return record
 

@@ -45,9 +45,9 @@ class ModelSlot:
     footprint_bytes: int | None = None
     pinned: bool = False
     priority: int = 0
-    state: SlotState = SlotState.unloaded
     reserved: int = 0
     in_flight: int = 0
+    ledger_uses: int = 0  # requests counted in the ledger for this gateway: 1 while any is in flight here, or lingering
     waiting: int = 0  # requests waiting for this model to load (for memory, or for its load to finish)
     keep_alive_s: float | None = None  # the last request's keep_alive (capped); None: the model's idle TTL
     last_used: float = field(default_factory=time.monotonic)
@@ -58,6 +58,22 @@ class ModelSlot:
     restarts_on_unload: bool = False  # unload mode restart: unloading frees the context too
     overdue: int = 0  # inferences the service reports past its limit: they still hold the model's memory
     device: str | None = None  # the ledger's name of the device it sits on; None until the service says
+    _state: SlotState = SlotState.unloaded
+    # bumped by every change of state: a step that waited (on the ledger, on the service) checks it to tell
+    # whether the slot it saw is still the slot it acts on
+    generation: int = 0
+    changed_at: float = field(default_factory=time.monotonic)  # when the state last changed
+
+    @property
+    def state(self) -> SlotState:
+        return self._state
+
+    @state.setter
+    def state(self, value: SlotState) -> None:
+        if value is not self._state:
+            self._state, self.generation, self.changed_at = value, self.generation + 1, time.monotonic()
+            if value not in HOLDING:
+                self.ledger_uses = 0  # the ledger forgets a gateway's counts with the model's record
 
     @property
     def held_bytes(self) -> int:

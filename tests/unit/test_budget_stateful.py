@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
-import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from gateway.scheduler.budget import DEFAULT_DEVICE, MemoryBudget
 from gateway.scheduler.slots import HOLDING
+from shared.schemas.gateway import SlotState
 from tests.support.ledger import fresh_ledger
 from tests.unit.test_budget import FakeBackend
 
@@ -26,12 +27,15 @@ names = st.sampled_from(sorted(MODELS))
 
 
 class BudgetMachine(RuleBasedStateMachine):
+    use_linger_s = 0.0
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.backend = FakeBackend(delay_s=0.001)
         self.ledger = fresh_ledger()
-        self.budget = MemoryBudget(self.backend, BUDGET, ledger=self.ledger, room_timeout_s=0.01, idle_ttl_s=0.0)
+        self.budget = MemoryBudget(self.backend, BUDGET, ledger=self.ledger, room_timeout_s=0.01, idle_ttl_s=0.0,
+                                   use_linger_s=self.use_linger_s)
         self.backend.budget = self.budget
         for name, size in MODELS.items():
             self.budget.add(name, estimated_bytes=size, pinned=name == "pinned", priority=size % 3)
@@ -86,7 +90,8 @@ class BudgetMachine(RuleBasedStateMachine):
         if name in self.backend.loaded and self.budget.slots[name].in_flight == 0:
             self.backend.loaded.pop(name)
             self.restarted.add(name)
-            self.spawn(self.budget.observe(name, "unloaded"))
+            # what the poller saw now; by the time it is applied the gateway may have loaded the model again
+            self.spawn(self.budget.observe(name, "unloaded", asked_at=time.monotonic()))
 
     @rule()
     def idle_reaper(self) -> None:
@@ -116,6 +121,16 @@ class BudgetMachine(RuleBasedStateMachine):
             if slot.in_flight and name not in self.restarted:
                 assert name in self.backend.loaded and slot.state in HOLDING, slot
 
+    @invariant()
+    def requests_in_flight_are_counted_in_the_ledger(self) -> None:
+        # what keeps every other gateway from unloading the model under them
+        # granted before the view is read: the loop runs meanwhile, and a request granted then was counted after
+        granted = {task.result().name for task in self.holders if task.done() and not task.exception()}  # type: ignore[attr-defined]
+        view = self.loop.run_until_complete(self.ledger.view(DEFAULT_DEVICE))
+        for name in granted - self.restarted:
+            if self.budget.slots[name].state is SlotState.loaded:
+                assert name in view.holdings and view.holdings[name].in_flight >= 1, (self.budget.slots[name], view)
+
     def teardown(self) -> None:
         for task in self.holders:
             if task.done() and not task.exception():
@@ -125,15 +140,18 @@ class BudgetMachine(RuleBasedStateMachine):
             task.cancel()
         with contextlib.suppress(BaseException):
             self.loop.run_until_complete(asyncio.gather(*self.background, return_exceptions=True))
+        self.loop.run_until_complete(self.budget.close())
         self.loop.run_until_complete(self.ledger.close())
         self.loop.close()
 
 
-BudgetMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
-# Quarantined, not deleted: about one full run in four, an interleaving leaves a model loaded at the service
-# while its slot says unloaded (every_loaded_model_is_accounted_for), and hypothesis cannot replay it (the
-# ledger's Redis round trips change the timing). Found on the last day of the ledger change; to be fixed
-# in the budget (see the closing note of stop 9), then this mark goes.
-TestBudgetInvariant = pytest.mark.xfail(
-    reason="rare timing-dependent slot/service mismatch since the Redis ledger; under investigation",
-    strict=False)(BudgetMachine.TestCase)
+class LingeringBudgetMachine(BudgetMachine):
+    """The same, with each request's count kept in the ledger a while after it ends (the gateway's default)."""
+
+    use_linger_s = 0.003
+
+
+for machine in (BudgetMachine, LingeringBudgetMachine):
+    machine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestBudgetInvariant = BudgetMachine.TestCase
+TestLingeringBudgetInvariant = LingeringBudgetMachine.TestCase
