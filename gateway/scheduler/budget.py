@@ -7,7 +7,8 @@ holds because a model's footprint is reserved in the ledger, atomically, *before
 starts, victims release theirs only once their unload has finished, and a measured footprint
 larger than the reservation is only taken after the ledger has granted the difference. The
 slots here are this gateway's view; the ledger decides, and its view (in-flight requests and
-last use through every gateway) picks the victims.
+last use through every gateway) picks the victims (`victims.py`). What the services and the ledger say
+behind its back — a service's own report, lapsed leases — is applied in `resync.py`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from gateway.scheduler.idle import IdlePolicy
-from gateway.scheduler.ledger import Answer, DeviceView, Holding, LedgerUnavailable, RedisLedger
+from gateway.scheduler.ledger import Answer, DeviceView, LedgerUnavailable, RedisLedger
+from gateway.scheduler.resync import UNCHECKED, Resync
 from gateway.scheduler.slots import HOLDING, BudgetExceeded, LoadFailed, ModelBackend, ModelSlot, mb
+from gateway.scheduler.victims import no_room_message, pick_victims
 from shared.http.errors import Conflict, NotFound
 from shared.schemas.gateway import SlotState
 
@@ -31,10 +34,9 @@ T = TypeVar("T")
 
 DEFAULT_DEVICE = "default"  # a service that has not said which device it sits on
 LEDGER_RECHECK_S = 0.1  # how often a waiting request asks the ledger again (other gateways free memory too)
-UNCHECKED = 2**62  # a "budget" for figures that are facts (NVML measured them), not requests
 
 
-class MemoryBudget:
+class MemoryBudget(Resync):
     def __init__(
         self, backend: ModelBackend, budget_bytes: int, *, ledger: RedisLedger, room_timeout_s: float = 30.0,
         idle_ttl_s: float | None = None, retry_after_s: int = 5, idle: IdlePolicy | None = None,
@@ -264,48 +266,10 @@ class MemoryBudget:
         if answer.status == "full":
             view = await self.view(device)
             own = view.holdings[slot.name].bytes if slot.name in view.holdings else 0  # its context, counted
-            victims = self._pick_victims(view, need - own - (budget - view.reserved), exclude={slot.name})
+            victims = pick_victims(self.slots, view, need - own - (budget - view.reserved), exclude={slot.name})
             for victim in victims or []:
                 self._start_unload(victim)
         return False  # full, or being unloaded through another gateway: wait, and ask again
-
-    def _pick_victims(self, view: DeviceView, shortfall: int, exclude: Iterable[str]) -> list[ModelSlot] | None:
-        """Idle, unpinned models of the device, lowest priority then least recently used through any gateway,
-        enough to cover the shortfall."""
-        excluded = set(exclude)
-
-        def freed_by_unload(slot: ModelSlot, held: int) -> int:  # a release-mode unload leaves the context
-            return held if slot.restarts_on_unload else max(held - slot.resident_bytes, 0)
-
-        pending = sum(freed_by_unload(self.slots[h.model], h.bytes) if h.model in self.slots else h.bytes
-                      for h in view.holdings.values() if h.state == "unloading")
-        candidates = sorted(  # in flight: through any gateway, not counting this one's lingering count
-            (h for h in view.holdings.values()
-             if h.state == "loaded" and h.model in self.slots and h.in_flight <= self.slots[h.model].ledger_uses
-             and not h.pinned
-             and h.model not in excluded and self._evictable_here(self.slots[h.model])),
-            key=lambda h: (h.priority, *self._recency(h)),
-        )
-        victims: list[ModelSlot] = []
-        covered = pending  # memory already on its way out counts
-        for candidate in candidates:
-            if covered >= shortfall:
-                break
-            victims.append(self.slots[candidate.model])
-            covered += freed_by_unload(self.slots[candidate.model], candidate.bytes)
-        return victims if covered >= shortfall else None
-
-    def _recency(self, holding: Holding) -> tuple[bool, float]:
-        """How recently a model was used, for least-recently-used order. The ledger's order of uses, except for
-        the models this gateway's lingering count holds: its requests since have not told the ledger, and they
-        were used within `use_linger_s`, later than any model whose count has ended."""
-        slot = self.slots[holding.model]
-        return (True, slot.last_used) if slot.ledger_uses else (False, float(holding.last_used))
-
-    @staticmethod
-    def _evictable_here(slot: ModelSlot) -> bool:
-        """Loaded and idle here, or loaded through another gateway only (the ledger says it is idle there)."""
-        return slot.evictable or (slot.state in (SlotState.unloaded, SlotState.error) and not slot.pinned)
 
     # -- loads and unloads ------------------------------------------------------------------
 
@@ -360,7 +324,7 @@ class MemoryBudget:
         if answer.status not in ("ok", "granted", "joined"):
             view = await self.view(device)
             held = view.holdings[slot.name].bytes if slot.name in view.holdings else 0
-            victims = self._pick_victims(view, measured - held - (budget - view.reserved), exclude={slot.name})
+            victims = pick_victims(self.slots, view, measured - held - (budget - view.reserved), exclude={slot.name})
             if victims:
                 await self._outside_lock(asyncio.gather(*[self._start_unload(v) for v in victims]))
                 answer = await self._resize(slot, measured, budget)
@@ -425,7 +389,7 @@ class MemoryBudget:
             finally:
                 self._changed.notify_all()
 
-    # -- manual control, idle time-to-live, re-synchronisation --------------------------------
+    # -- manual control, idle time-to-live ----------------------------------------------------
 
     async def load(self, name: str) -> ModelSlot:
         """`POST /v1/models/{name}/load`: load (making room) without holding it for a request."""
@@ -468,129 +432,10 @@ class MemoryBudget:
         await asyncio.gather(*tasks)
         return [s.name for s in expired if s.state is not SlotState.loaded]
 
-    async def observe(
-        self, name: str, service_state: str | None, *, estimated_bytes: int | None = None,
-        footprint_bytes: int | None = None, device_bytes: int | None = None, overdue: int = 0,
-        device: str | None = None, asked_at: float | None = None,
-    ) -> None:
-        """What the service itself reports (None: unreachable). A restarted service is not loaded.
-
-        `device_bytes` is the process's GPU use as NVML measures it: a loaded model reserves exactly
-        that, and a model that is not loaded still holds it (its CUDA context). `device` is the
-        ledger's name of the device it sits on (`Placement.key`). `asked_at` (monotonic) is when the service
-        was asked: a state that changed since (a load or unload finished meanwhile) is newer than the answer."""
-        slot = self.slot(name)
-        async with self._changed:
-            if asked_at is not None and asked_at < slot.changed_at:
-                return  # stale: the next poll reads the service again
-            held_before = slot.held_bytes
-            if estimated_bytes:
-                slot.estimated_bytes = estimated_bytes
-            if footprint_bytes:
-                slot.footprint_bytes = footprint_bytes
-            slot.overdue = overdue if service_state is not None else 0
-            if slot.state in (SlotState.loading, SlotState.unloading):
-                return  # our own transition is under way; its outcome will set the state
-            if device is not None and device != slot.device:
-                await self._move(slot, device)
-            holding = slot.state in HOLDING
-            if device_bytes is not None and service_state is not None:
-                if service_state == "loaded" and slot.state is SlotState.loaded:
-                    slot.reserved = device_bytes
-                elif service_state != "loaded":
-                    slot.resident_bytes = device_bytes
-            if service_state is None:
-                slot.state, slot.reserved, slot.error = SlotState.down, 0, "service unreachable"
-                slot.resident_bytes = 0  # the process is gone, and the driver freed its context with it
-            elif service_state in ("unloaded", "error") and slot.state is not SlotState.error:
-                slot.state, slot.reserved = SlotState(service_state), 0
-            elif service_state == "loaded" and slot.state is not SlotState.loaded:
-                await self._adopt_loaded(slot)
-            elif service_state == "unloaded" and slot.state is SlotState.error:
-                slot.state = SlotState.unloaded
-            await self._settle(slot, holding, held_before)
-            self._changed.notify_all()
-
-    async def _settle(self, slot: ModelSlot, was_holding: bool, held_before: int) -> None:
-        """Tell the ledger what an observation changed: a model no longer loaded, a measured size."""
-        device = self.device_of(slot)
-        if was_holding and slot.state not in HOLDING:  # restarted, unloaded or gone behind our back
-            self._note(device, await self.ledger.leave(device, slot.name))
-        if slot.state is SlotState.loaded and slot.held_bytes != held_before:
-            await self._resize(slot, slot.held_bytes, UNCHECKED)  # NVML measured it: a fact, not a request
-        elif slot.state not in HOLDING and (slot.resident_bytes or held_before):
-            self._note(device, await self.ledger.resident(device, slot.name, slot.resident_bytes))
-
-    async def _move(self, slot: ModelSlot, device: str) -> None:
-        """The service says it sits on another device than we counted it on: count it there."""
-        if slot.state in HOLDING and slot.device is not None:
-            log.warning("%s moved from device %s to %s; counting it there", slot.name, slot.device, device)
-        if slot.state in HOLDING or slot.resident_bytes:
-            self._note(self.device_of(slot), await self.ledger.leave(self.device_of(slot), slot.name))
-            if slot.state in HOLDING:
-                slot.state, slot.reserved = SlotState.unloaded, 0  # adopted again on the new device
-        slot.device = device
-
-    async def _adopt_loaded(self, slot: ModelSlot) -> None:
-        """Loaded behind our back (autoload, a manual call, another gateway): join or take its reservation,
-        or unload it if it does not fit."""
-        device = self.device_of(slot)
-        answer = self._note(device, await self.ledger.reserve(
-            device, slot.name, slot.need_bytes, self.budget_of(device), priority=slot.priority, pinned=slot.pinned))
-        if answer.status in ("granted", "joined"):
-            slot.state, slot.reserved, slot.error = SlotState.loaded, answer.bytes, None
-            slot.last_used = time.monotonic()
-            self._note(device, await self.ledger.mark_loaded(device, slot.name))
-        elif answer.status == "full":
-            log.warning("%s was loaded outside the gateway and does not fit the budget; unloading it", slot.name)
-            slot.reserved = 0
-            self._start_unload(slot)
-        # busy: another gateway is unloading it; the next poll sees it unloaded
-
     async def _no_room_message(self, slot: ModelSlot) -> str:
-        """Who holds the device's memory, through every gateway (the ledger's view)."""
         device = self.device_of(slot)
         try:
             view = await self.view(device)
         except LedgerUnavailable:
             view = self._views.get(device) or DeviceView(device, self.device_reserved.get(device, 0), 0, {})
-        holders = sorted((h for h in view.holdings.values() if h.model != slot.name), key=lambda h: -h.bytes)
-        held = ", ".join(f"{h.model} ({mb(h.bytes)}, {h.state}" + (", pinned" if h.pinned else "")
-                         + (f", {h.in_flight} in flight" if h.in_flight else "") + ")" for h in holders)
-        budget = self.budget_of(device)
-        return (f"no room for model '{slot.name}' (needs {mb(slot.need_bytes)}; budget {mb(budget)} of device "
-                f"{device}, free {mb(budget - view.reserved)}); memory held by: {held or 'nothing'}. Retry later, "
-                "or free memory with POST /v1/models/{name}/unload")
-
-    # -- leases -------------------------------------------------------------------------------
-
-    def held(self) -> list[tuple[str, str]]:
-        """(device, model) of every reservation this gateway holds a lease on."""
-        return [(self.device_of(s), s.name) for s in self.slots.values() if s.state in HOLDING or s.resident_bytes]
-
-    async def renew_leases(self) -> None:
-        """Extend this gateway's leases (every third of their time-to-live); a reservation the ledger lost
-        meanwhile (its lease lapsed, Redis lost it) is taken again, or the model unloaded if it no longer fits."""
-        by_device: dict[str, list[str]] = {}
-        for device, name in self.held():
-            by_device.setdefault(device, []).append(name)
-        for device, names in by_device.items():
-            self.device_reserved[device], missing = await self.ledger.renew(device, names)
-            for name in missing:
-                await self._retake(self.slots[name])
-
-    async def _retake(self, slot: ModelSlot) -> None:
-        """Another gateway unloaded it, or our lease lapsed: ask the service (its answer is adopted), if we can."""
-        async with self._changed:
-            lost = slot.state is SlotState.loaded
-            if lost:
-                log.warning("the ledger no longer has %s reserved (unloaded elsewhere, or the lease lapsed)", slot.name)
-                slot.state, slot.reserved = SlotState.unloaded, 0
-                if self.locate is None:
-                    await self._adopt_loaded(slot)
-            elif slot.state not in HOLDING and slot.resident_bytes:
-                device = self.device_of(slot)
-                self._note(device, await self.ledger.resident(device, slot.name, slot.resident_bytes))
-            self._changed.notify_all()
-        if lost and self.locate is not None:
-            await self.locate(slot.name)  # still loaded there: observed, and reserved again if it fits
+        return no_room_message(slot, view, self.budget_of(device))
