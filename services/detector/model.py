@@ -108,8 +108,32 @@ class DetectorModel(ServedModel):
         sizes = [(max(image.size), max(image.size)) for image in images]
         results = self.processor.post_process_grounded_object_detection(
             outputs, threshold=threshold, target_sizes=sizes, text_labels=text)
+        kept = [suppress_overlaps(result, self.settings.nms_iou) for result in results]
         return [_found(result, [queries[int(i)] for i in result["labels"]], image)
-                for result, image in zip(results, images, strict=True)]
+                for result, image in zip(kept, images, strict=True)]
+
+
+def suppress_overlaps(result: dict[str, torch.Tensor], max_iou: float) -> dict[str, torch.Tensor]:
+    """Greedy non-maximum suppression per label (`boxes`, `scores`, `labels` as post-processing gives them):
+    highest score first, a box overlapping a kept box of its label by more than `max_iou` is dropped."""
+    boxes, scores, labels = result["boxes"].float(), result["scores"], result["labels"]
+    if max_iou >= 1.0 or len(scores) < 2:
+        return result
+    # boxes of different labels are moved apart, so that they never overlap (the batched-NMS trick)
+    shifted = boxes + (labels.to(boxes.dtype) * (boxes.max() - boxes.min() + 1))[:, None]
+    area = (shifted[:, 2] - shifted[:, 0]).clamp(min=0) * (shifted[:, 3] - shifted[:, 1]).clamp(min=0)
+    top_left = torch.maximum(shifted[:, None, :2], shifted[None, :, :2])
+    bottom_right = torch.minimum(shifted[:, None, 2:], shifted[None, :, 2:])
+    overlap = (bottom_right - top_left).clamp(min=0).prod(dim=2)
+    iou = overlap / (area[:, None] + area[None, :] - overlap).clamp(min=1e-9)
+    dropped = torch.zeros(len(scores), dtype=torch.bool)
+    keep = []
+    for index in scores.argsort(descending=True).tolist():
+        if not dropped[index]:
+            keep.append(index)
+            dropped |= iou[index] > max_iou
+    chosen = torch.tensor(keep, dtype=torch.long)
+    return {"boxes": result["boxes"][chosen], "scores": scores[chosen], "labels": labels[chosen]}
 
 
 def _found(result: dict[str, torch.Tensor], labels: list[str], image: Image.Image) -> list[Found]:

@@ -19,6 +19,10 @@ class DetectorSettings(ImageInputSettings):
     score_threshold: float = Field(
         default=0.5, ge=0, le=1, description="Default score below which boxes are dropped (a request's "
         "`score_threshold` overrides it); OWLv2's scores run lower, about 0.1-0.3 for a good match.")
+    nms_iou: float = Field(
+        default=0.5, gt=0, le=1, description="OWLv2 scores every query on every one of its patch boxes, so one "
+        "object comes back as several overlapping boxes: of two boxes with the same label overlapping more than "
+        "this (intersection over union), the lower-scored is dropped. 1: keep them all. RT-DETR needs none.")
     default_queries: list[str] = Field(
         default_factory=lambda: list(COCO_LABELS),
         description="What an open-vocabulary model (OWLv2) looks for when a request names no `queries`: "
