@@ -26,6 +26,7 @@ from worker.model_client import ModelClient
 from worker.ordering import JobPicker, models_for
 from worker.pipeline_runner import run_job
 from worker.pipelines.context import JobStopped, PermanentError, PipelineContext
+from worker.progress import ProgressReporter
 from worker.settings import WorkerSettings
 
 log = logging.getLogger("mediamesh.worker")
@@ -110,17 +111,16 @@ class Worker:
 
     def process(self, consumer: str, message_id: str, job_id: str, models: ModelClient) -> None:
         queue, jobs = self.storage.queue, self.storage.jobs
-        job = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
-        if job is None:  # unknown, cancelled, its media deleted, or already final: nothing to do
+        started = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
+        if started is None:  # unknown, cancelled, its media deleted, or already final: nothing to do
             log.info("job %s skipped: gone, cancelled or already finished", job_id)
             queue.ack(message_id)
             return
+        job = started.job
         log.info("job %s (%s) attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
 
-        def report(progress: float, stage: str) -> None:
-            if not jobs.progress(job_id, progress, stage):
-                raise JobStopped(f"job {job_id} was cancelled or its media deleted; stopped before {stage}")
-
+        report = ProgressReporter(job_id, lambda progress, stage: jobs.progress(job_id, progress, stage),
+                                  self.settings.progress_delay_s)
         ctx = PipelineContext(media=self.storage.media, clusters=self.storage.clusters, store=self.storage.store,
                               models=models, settings=self.settings, report=report)
         def beat() -> None:
@@ -128,21 +128,26 @@ class Worker:
             jobs.touch(job_id)
 
         heartbeat = _Heartbeat(beat, self.settings.visibility_timeout_s / 3)
-        started = time.monotonic()
+        began = time.monotonic()
         self.metrics.running.inc()
         try:
             with heartbeat:
-                result = run_job(ctx, job)
+                try:
+                    finished = run_job(ctx, started)
+                finally:
+                    report.close()
+                if not jobs.finish(job_id, finished.result, finished.writes):
+                    raise JobStopped(f"job {job_id} was cancelled or its media deleted; stopped before done")
         except JobStopped as exc:
             log.info("%s", exc)
-            self.metrics.observe(job.kind, "cancelled", time.monotonic() - started)
+            self.metrics.observe(job.kind, "cancelled", time.monotonic() - began)
             queue.ack(message_id)
             return
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("job %s attempt %d failed: %s", job_id, job.attempts, error, exc_info=True)
             final = job.attempts >= job.max_attempts or isinstance(exc, PermanentError)
-            self.metrics.observe(job.kind, "failed" if final else "retried", time.monotonic() - started)
+            self.metrics.observe(job.kind, "failed" if final else "retried", time.monotonic() - began)
             if final:
                 jobs.fail(job_id, error)
             else:
@@ -153,9 +158,8 @@ class Worker:
             return
         finally:
             self.metrics.running.dec()
-        jobs.finish(job_id, result)
         queue.ack(message_id)
-        self.metrics.observe(job.kind, "done", time.monotonic() - started)
+        self.metrics.observe(job.kind, "done", time.monotonic() - began)
 
 
 def one_each(answer: EmbedResponse) -> list[EmbedResponse]:

@@ -50,6 +50,10 @@ class WorkerSettings(BaseSettings):
     object_embeddings: bool = Field(
         default=False, description="Also store each object's crop embedding (one more CLIP call per image).",
     )
+    progress_delay_s: float = Field(
+        default=0.5, ge=0, description="A job's stage is written to Postgres (where `GET /v1/jobs/{id}` shows it "
+        "and a cancel is noticed) once it has lasted this long; the first stage at once. 0: every stage.",
+    )
     visibility_timeout_s: float = Field(
         default=60.0, gt=0, description="A job whose worker stopped heart-beating this long is delivered again."
     )

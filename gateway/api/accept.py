@@ -29,21 +29,22 @@ def accept_upload(storage: Storage, upload: IncomingFile, detected: Detected, or
                   max_attempts: int) -> UploadAccepted:
     """`upload` is a finished upload in the store's incoming folder; it is renamed into its content address."""
     sha = upload.sha256
-    existing = storage.media.by_sha256(sha)
-    if existing is not None:
-        return _accepted(storage, existing, duplicate=True)
+    # no lookup first: a new upload (the usual case) costs one transaction, a duplicate finds its record
+    # when the insert is refused; the file is only deleted on failure if this upload brought it
+    stored_before = storage.store.path(sha).exists()
     _, path = storage.store.commit(upload)
     new = NewMedia(sha256=sha, kind=detected.kind, mime=detected.mime, size=upload.size, path=path,
                    original_name=_shown_name(original_name), photo=detected.photo)
     try:
         media, job = storage.media.add_with_ingest_job(new, max_attempts)
-    except DuplicateMedia:  # the same bytes arrived concurrently and the other upload won
+    except DuplicateMedia:  # stored already (or the same bytes arrived concurrently and the other upload won)
         winner = storage.media.by_sha256(sha)
         if winner is None:
             raise
         return _accepted(storage, winner, duplicate=True)
     except Exception:
-        storage.store.delete(sha)  # no record was written: leave no file either
+        if not stored_before:
+            storage.store.delete(sha)  # no record was written: leave no file either
         raise
     _enqueue_or_undo(storage, job.id, undo=lambda: _forget_upload(storage, media.id, sha))
     return _accepted(storage, media, duplicate=False, job_id=job.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,12 @@ class JobFilters:
 class JobPage:
     items: list[Job]
     total: int
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    job: Job
+    media: Media | None  # an ingest job's item (None for other kinds, or if it was deleted)
 
 
 class JobRepository:
@@ -108,9 +115,9 @@ class JobRepository:
             return session.scalars(select(Job.id).where(Job.media_id == media_id)
                                    .order_by(Job.created_at.desc()).limit(1)).first()
 
-    def start(self, job_id: str, alive_within_s: float) -> Job | None:
-        """Count one more attempt and mark it running; None if the job is gone, already final, or running
-        on a worker that touched it within `alive_within_s` (a duplicate delivery)."""
+    def start(self, job_id: str, alive_within_s: float) -> StartedJob | None:
+        """Count one more attempt and mark it (and its media item) running; None if the job is gone, already
+        final, or running on a worker that touched it within `alive_within_s` (a duplicate delivery)."""
         with self.db.session() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.state in FINAL_STATES:
@@ -120,9 +127,10 @@ class JobRepository:
             job.attempts += 1
             job.state = "running"
             job.stage = "starting"
-            if job.media_id:
-                session.execute(update(Media).where(Media.id == job.media_id).values(status="processing"))
-            return job
+            media = session.get(Media, job.media_id) if job.media_id else None
+            if media is not None:
+                media.status = "processing"
+            return StartedJob(job, media)
 
     def touch(self, *job_ids: str) -> None:
         """A worker is alive and on them, or holds them claimed (heartbeat); what stale-job recovery looks at."""
@@ -142,8 +150,21 @@ class JobRepository:
         """Record a running job's stage; False if it is no longer running (cancelled, or its media deleted)."""
         return self._update_running(job_id, progress=max(0.0, min(1.0, progress)), stage=stage)
 
-    def finish(self, job_id: str, result: dict[str, Any]) -> bool:
-        return self._update_running(job_id, state="done", progress=1.0, stage="done", error=None, result=result)
+    def finish(self, job_id: str, result: dict[str, Any], also: Callable[[Session], None] | None = None) -> bool:
+        """Mark a running job done and, in the same transaction, make `also`'s writes (the job's results);
+        False, with nothing written, if it is no longer running (cancelled, or its media deleted)."""
+        with self.db.session() as session:
+            media_id = session.scalar(select(Job.media_id).where(Job.id == job_id))
+            # its media row first, as a delete takes it (then the job's, by cascade): the two never deadlock
+            if media_id is not None and session.get(Media, media_id, with_for_update=True) is None:
+                return False  # deleted meanwhile
+            changed = session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(
+                state="done", progress=1.0, stage="done", error=None, result=result))
+            if not changed.rowcount:  # type: ignore[attr-defined]
+                return False
+            if also is not None:
+                also(session)
+            return True
 
     def retry_later(self, job_id: str, error: str, delay_s: float) -> bool:
         """False if the job is no longer running: then it must not be queued again."""

@@ -12,28 +12,21 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
 from shared.exif import PhotoFacts
-from shared.schemas.blip2 import AnalyzeImageResponse
-from shared.schemas.gateway import ClassifyResponse, ObjectAnswer
 from shared.schemas.llm import JsonSchemaAnalysis
 from shared.schemas.whisper import TranscribeResponse
-from storage import spaces
 from storage.db import Database
-from storage.models import (
-    Classification,
-    ImageAnalysis,
-    ImageEmbedding,
-    Job,
-    JsonDocument,
-    Media,
-    MediaObject,
-    Transcript,
-    VideoFrame,
+from storage.models import Classification, ImageAnalysis, Job, JsonDocument, Media, Transcript, VideoFrame
+from storage.repositories.image_results import (  # noqa: F401  (FoundObjects, ImageResults: re-exported)
+    FoundObjects,
+    ImageResults,
+    replace_row,
+    write_image_results,
+    write_outcome,
 )
 from storage.search import Filters
-from storage.spaces import Space, SpaceIdentity
 
 _RESULTS = (Media.classification, Media.embeddings, Media.analysis, Media.transcript, Media.json_document,
             Media.objects)
@@ -61,27 +54,6 @@ class MediaRecord:
     media: Media
     frames: list[VideoFrame]
     jobs: list[Job]
-
-
-@dataclass(frozen=True)
-class ImageResults:
-    """What the image stages computed; a stage that failed is None and its stored result is left alone."""
-
-    classification: ClassifyResponse | None = None
-    embedding: tuple[SpaceIdentity, list[float]] | None = None
-    analysis: AnalyzeImageResponse | None = None
-    objects: FoundObjects | None = None
-
-
-@dataclass(frozen=True)
-class FoundObjects:
-    """The detector's objects in one image (an empty list: it found none), with the crops' embeddings
-    (one per object, None where not computed) when the pipeline made them."""
-
-    detector: str
-    objects: list[ObjectAnswer]
-    embeddings: list[list[float] | None] = field(default_factory=list)
-    embedding_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,10 +137,7 @@ class MediaRepository:
 
     def set_outcome(self, media_id: str, reasons: list[str]) -> None:
         with self.db.session() as session:
-            media = session.get(Media, media_id)
-            if media is not None:
-                media.status = "degraded" if reasons else "ready"
-                media.degraded_reasons = reasons
+            write_outcome(session, media_id, reasons)
 
     def record(self, media_id: str) -> MediaRecord | None:
         with self.db.session() as session:
@@ -217,21 +186,12 @@ class MediaRepository:
 
     def save_image_results(self, media_id: str, results: ImageResults) -> None:
         with self.db.session() as session:
-            if results.classification is not None:
-                _replace(session, Classification, media_id, _classification_row(media_id, results.classification))
-            if results.embedding is not None:
-                identity, vector = results.embedding
-                save_embedding(session, media_id, spaces.ensure_space(session, identity), vector)
-            if results.analysis is not None:
-                _replace(session, ImageAnalysis, media_id, _analysis_row(media_id, results.analysis))
-            if results.objects is not None:
-                session.execute(delete(MediaObject).where(MediaObject.media_id == media_id))
-                session.add_all(_object_rows(media_id, results.objects))
+            write_image_results(session, media_id, results)
 
     def save_transcript(self, media_id: str, answer: TranscribeResponse) -> None:
         segments = [{"start": s.start, "end": s.end, "text": s.text} for s in answer.segments]
         with self.db.session() as session:
-            _replace(session, Transcript, media_id, Transcript(
+            replace_row(session, Transcript, media_id, Transcript(
                 media_id=media_id, text=answer.text, language=answer.language, duration_s=answer.duration_s,
                 segments=segments))
 
@@ -242,7 +202,7 @@ class MediaRepository:
             if stored is None:
                 stored = session.scalars(select(JsonDocument.analysis)
                                          .where(JsonDocument.media_id == media_id)).first()
-            _replace(session, JsonDocument, media_id,
+            replace_row(session, JsonDocument, media_id,
                      JsonDocument(media_id=media_id, document=document, analysis=stored))
 
     def save_frames(self, media_id: str, frames: list[tuple[float, str]]) -> None:
@@ -257,39 +217,3 @@ def _media_row(new: NewMedia, *, status: str, parent_id: str | None = None) -> M
                  original_name=new.original_name, status=status, parent_id=parent_id, degraded_reasons=[],
                  taken_at=new.photo.taken_at, camera=new.photo.camera, latitude=new.photo.latitude,
                  longitude=new.photo.longitude)
-
-
-def save_embedding(session: Session, media_id: str, space: Space, vector: list[float]) -> None:
-    """The item's vector in this space (its vectors in other spaces stay until a re-embed has replaced them)."""
-    session.execute(delete(ImageEmbedding).where(ImageEmbedding.media_id == media_id,
-                                                 ImageEmbedding.space_id == space.id))
-    session.add(ImageEmbedding(media_id=media_id, space_id=space.id, model=space.identity.model, embedding=vector))
-
-
-def _replace(session: Session, model: Any, media_id: str, row: Any) -> None:
-    session.execute(delete(model).where(model.media_id == media_id))
-    session.add(row)
-
-
-def _classification_row(media_id: str, answer: ClassifyResponse) -> Classification:
-    stages = answer.trace.stages
-    escalated = len(stages) > 1 or any(stage.decision == "escalate" for stage in stages)
-    return Classification(media_id=media_id, label=answer.label, confidence=answer.confidence,
-                          top_k=[score.model_dump(mode="json") for score in answer.top_k],
-                          trace=answer.trace.model_dump(mode="json"), escalated=escalated)
-
-
-def _object_rows(media_id: str, found: FoundObjects) -> list[MediaObject]:
-    embeddings = found.embeddings or [None] * len(found.objects)
-    return [MediaObject(media_id=media_id, label=obj.label, score=obj.score, box=obj.box.model_dump(),
-                        box_normalized=obj.box_normalized.model_dump(), detector=found.detector,
-                        classification=obj.classification and obj.classification.model_dump(mode="json"),
-                        embedding=vector, embedding_model=found.embedding_model if vector is not None else None)
-            for obj, vector in zip(found.objects, embeddings, strict=True)]
-
-
-def _analysis_row(media_id: str, answer: AnalyzeImageResponse) -> ImageAnalysis:
-    objects = [obj.model_dump(mode="json") for obj in answer.objects]
-    return ImageAnalysis(media_id=media_id, caption=answer.caption, scene=answer.scene_type, objects=objects,
-                         tags=sorted({obj.name for obj in answer.objects if obj.name}),
-                         colors=answer.dominant_colors)

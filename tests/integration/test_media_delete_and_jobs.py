@@ -12,9 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
+from shared.schemas.common import LabelScore
+from shared.schemas.gateway import CascadeTrace, ClassifyResponse
 from storage.db import Database
 from storage.media_files import MediaStore
+from storage.repositories.image_results import ImageResults, write_image_results, write_outcome
+from storage.repositories.jobs import JobRepository
 from storage.repositories.media import MediaRepository, NewMedia
 from tests.support import media_samples as samples
 from tests.support.storage_env import Stack, fresh_database, start_stack
@@ -100,6 +105,29 @@ def test_a_frame_two_videos_sampled_outlives_the_first_video() -> None:
     assert record is not None and [frame.frame_media_id for frame in record.frames] == [shared]
     assert media.remove(second.id) == ["b" * 64, "c" * 64]
     assert media.remove(second.id) is None
+
+
+def test_a_job_cancelled_after_its_last_stage_stores_nothing() -> None:
+    """The results of an image job are written with its `done`: a cancel that came after its last progress
+    write (a fast job writes only its first stage) still wins, and the item keeps the cancel's outcome."""
+    database = Database(fresh_database())
+    media, jobs = MediaRepository(database), JobRepository(database)
+    item, job = media.add_with_ingest_job(NewMedia(sha256="e" * 64, kind="image", mime="image/png", size=1,
+                                                   path="e/e"), max_attempts=1)
+    assert jobs.start(job.id, alive_within_s=60) is not None
+    assert jobs.cancel(job.id) is not None
+    label = ClassifyResponse(label="red", confidence=0.9, decision="answer", variant="a", request_id="r1",
+                             top_k=[LabelScore(label="red", score=0.9)],
+                             trace=CascadeTrace(variant="a", stages=[], total_ms=1.0))
+
+    def results(session: Session) -> None:
+        write_image_results(session, item.id, ImageResults(classification=label))
+        write_outcome(session, item.id, [])
+
+    assert not jobs.finish(job.id, {"media_id": item.id}, results)
+    record = media.record(item.id)
+    assert record is not None and record.media.classification is None and record.media.status == "failed"
+    assert record.jobs[0].state == "cancelled"
 
 
 def test_a_cancelled_queued_job_never_runs(stack: Stack) -> None:

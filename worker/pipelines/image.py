@@ -7,7 +7,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from storage.repositories.media import FoundObjects, ImageResults
+from storage.repositories.image_results import FoundObjects, ImageResults
 from storage.spaces import SpaceIdentity
 from worker.model_client import StageFailed
 from worker.pipelines import objects
@@ -15,7 +15,15 @@ from worker.pipelines.context import Outcome, PipelineContext
 
 
 def analyse_image(ctx: PipelineContext, media_id: str, data: bytes, span: tuple[float, float] = (0.0, 1.0)) -> Outcome:
-    """Run the three stages on one image and store what succeeded; a failed stage becomes a reason."""
+    """Run the stages on one image and store what succeeded; a failed stage becomes a reason."""
+    results, outcome = image_results(ctx, data, span)
+    ctx.media.save_image_results(media_id, results)
+    return outcome
+
+
+def image_results(ctx: PipelineContext, data: bytes, span: tuple[float, float] = (0.0, 1.0)
+                  ) -> tuple[ImageResults, Outcome]:
+    """The three stages (each independent of the others), then the objects, on one image, nothing stored."""
     image_b64 = base64.b64encode(data).decode("ascii")
     outcome = Outcome()
     start, width = span[0], span[1] - span[0]
@@ -36,8 +44,7 @@ def analyse_image(ctx: PipelineContext, media_id: str, data: bytes, span: tuple[
             outcome.computed.append(name)
         except StageFailed as exc:
             outcome.reasons.append(exc.reason)
-    ctx.media.save_image_results(media_id, ImageResults(**results))
-    return outcome
+    return ImageResults(**results), outcome
 
 
 def _objects(ctx: PipelineContext, image_b64: str, results: dict[str, Any]) -> FoundObjects:

@@ -10,7 +10,7 @@ from shared.imaging import crop_box, decode_image_base64, encode_image_base64
 from shared.schemas.blip2 import AnalyzeImageResponse
 from shared.schemas.detector import Box
 from shared.schemas.gateway import ClassifyResponse, ObjectAnswer
-from storage.repositories.media import FoundObjects
+from storage.repositories.image_results import FoundObjects
 from worker.model_client import StageFailed
 from worker.pipelines.context import PipelineContext
 
