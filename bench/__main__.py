@@ -7,7 +7,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-SKIP = {"report", "__main__", "threshold_curve"}
+SKIP = {"report", "__main__", "threshold_curve", "peer_litserve", "passthrough_floor"}  # servers, not benchmarks
 
 
 def available() -> list[str]:

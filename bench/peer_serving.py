@@ -158,17 +158,22 @@ def throughput(url: str, path: str, bodies: list[bytes], per_client: int) -> flo
     return concurrent_throughput(url, CLIENTS, per_client, send)
 
 
-def latencies(clients: dict[str, httpx.Client], path: str, bodies: list[bytes]) -> dict[str, list[float]]:
-    """One image at a time, the two servers alternating request by request: seconds per call."""
+def latencies(clients: dict[str, httpx.Client], path: str, bodies: list[bytes],
+              pids: dict[str, int]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """One image at a time, the two servers alternating request by request: seconds per call, and each
+    server's CPU seconds over its calls (read between calls, outside the timed window)."""
     out: dict[str, list[float]] = {name: [] for name in clients}
+    cpu: dict[str, float] = dict.fromkeys(clients, 0.0)
     headers = {"content-type": "application/json"}
     for i in range(LATENCY_PAIRS):
         order = list(clients) if i % 2 == 0 else list(clients)[::-1]
         for name in order:
+            before = cpu_seconds(pids[name])
             started = time.perf_counter()
             clients[name].post(path, content=bodies[i % len(bodies)], headers=headers).raise_for_status()
             out[name].append(time.perf_counter() - started)
-    return out
+            cpu[name] += cpu_seconds(pids[name]) - before
+    return out, cpu
 
 
 def same_answers(kind: str, clients: dict[str, httpx.Client], path: str, bodies: list[bytes]) -> str:
@@ -184,7 +189,7 @@ def same_answers(kind: str, clients: dict[str, httpx.Client], path: str, bodies:
             scores = [[hit["score"] for hit in answer["results"][0]["top_k"]] for answer in (ours, theirs)]
         else:
             scores = [answer["embeddings"][0] for answer in (ours, theirs)]
-        worst = max(worst, float(np.max(np.abs(np.subtract(*scores)))))
+        worst = max(worst, float(np.max(np.abs(np.asarray(scores[0]) - np.asarray(scores[1])))))
     if worst > 1e-4:
         raise AssertionError(f"answers differ by up to {worst:.2e}")
     return f"identical top-5 labels, scores within {worst:.1e}" if kind == "cnn" else \
@@ -199,6 +204,7 @@ class Result:
     agreement: str
     mean_batch: float
     cpu_ms: dict[str, float]  # server CPU ms per image under 16 clients, all its processes
+    single_cpu_ms: dict[str, float]  # server CPU ms per request at batch 1, all its processes
 
     def rate(self, name: str) -> float:
         return statistics.median(self.rates[name])
@@ -234,7 +240,7 @@ def run(subject: Subject, raws: list[bytes], logs: Path) -> Result:
             agreement = same_answers(subject.kind, clients, subject.path, bodies)
             for name in SERVERS:  # warm-up: every batch shape the rounds will see, and the batch-1 path
                 throughput(urls[name], subject.path, bodies, 1)
-            latencies(clients, subject.path, bodies[:4])
+            latencies(clients, subject.path, bodies[:4], pids)
             rates: dict[str, list[float]] = {name: [] for name in SERVERS}
             cpu: dict[str, float] = dict.fromkeys(SERVERS, 0.0)
             images_before, batches_before = batch_totals(urls["mediamesh"])
@@ -246,16 +252,18 @@ def run(subject: Subject, raws: list[bytes], logs: Path) -> Result:
                 print(f"  {subject.kind} round {r + 1}: " + ", ".join(f"{n} {rates[n][-1]:.2f} images/s"
                                                                       for n in SERVERS), flush=True)
             images, batches = batch_totals(urls["mediamesh"])
-            times = latencies(clients, subject.path, bodies)
+            times, single_cpu = latencies(clients, subject.path, bodies, pids)
         finally:
             for client in clients.values():
                 client.close()
     sent = ROUNDS * CLIENTS * PER_CLIENT[subject.kind]
     cpu_ms = {name: cpu[name] / sent * 1000 for name in SERVERS}
+    single_cpu_ms = {name: single_cpu[name] / LATENCY_PAIRS * 1000 for name in SERVERS}
     result = Result(subject, rates, times, agreement, (images - images_before) / max(batches - batches_before, 1),
-                    cpu_ms)
+                    cpu_ms, single_cpu_ms)
     print(f"  {subject.kind}: throughput {result.rate_ratio:.3f}x, batch-1 p50 {result.p50_ratio:.3f}x, CPU ms/image "
-          + ", ".join(f"{n} {cpu_ms[n]:.1f}" for n in SERVERS), flush=True)
+          + ", ".join(f"{n} {cpu_ms[n]:.1f}" for n in SERVERS) + ", batch-1 CPU ms/request "
+          + ", ".join(f"{n} {single_cpu_ms[n]:.1f}" for n in SERVERS), flush=True)
     return result
 
 
@@ -269,8 +277,9 @@ def section(results: list[Result]) -> str:
     for res in results:
         for name in SERVERS:
             rounds = ", ".join(f"{v:.2f}" for v in res.rates[name])
+            p90 = statistics.quantiles(res.times[name], n=10)[-1] * 1000
             rows.append(f"| {res.subject.kind} | {name} | {res.rate(name):.2f} ({rounds}) | {res.p50(name):.1f} | "
-                        f"{statistics.quantiles(res.times[name], n=10)[-1] * 1000:.1f} | {res.cpu_ms[name]:.1f} |")
+                        f"{p90:.1f} | {res.single_cpu_ms[name]:.1f} | {res.cpu_ms[name]:.1f} |")
     verdicts = "\n".join(
         f"* **{res.subject.kind}**: 16-client throughput **{res.rate_ratio:.3f}×** LitServe's (target ≥ 1.0×: "
         f"{verdict(res.rate_ratio, 1.0, True)}; median of per-round ratios {res.paired_rate_ratio:.3f}×), "
@@ -286,12 +295,13 @@ preprocessing, the same JSON + base64 request and answer and the same batch sett
 wait); {os.environ.get('BENCH_PEER_THREADS', '1')} torch thread(s) in both. 16 photos (scikit-image
 samples, JPEG). Throughput: {CLIENTS} client threads, one image per request, back to back, {ROUNDS}
 rounds alternating which server goes first (images/s, median and rounds). Latency: one client, the
-two servers alternating request by request, {LATENCY_PAIRS} pairs (ms). Load average {load:.1f} on
+two servers alternating request by request, {LATENCY_PAIRS} pairs (ms). CPU: user + system seconds of
+all the server's processes, per request at batch 1 and per image under 16 clients. Load average {load:.1f} on
 {psutil.cpu_count()} cores at the end: other work shares this machine, so single rounds swing; the
 ratios are taken within the run.
 
-| model | server | images/s, 16 clients | batch-1 p50 ms | batch-1 p90 ms | server CPU ms per image, 16 clients |
-|---|---|---|---|---|---|
+| model | server | images/s, 16 clients | batch-1 p50 ms | batch-1 p90 ms | CPU ms per request | CPU ms per image |
+|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 {verdicts}
@@ -301,15 +311,29 @@ waits only for requests that are still decoding, never the full 5 ms for request
 (LitServe's batch-1 answer always pays its `batch_timeout`); a request that finds the service idle
 decodes and runs in one hop to the inference thread; under load the cnn's images are decoded on
 worker threads beside the running batch (LitServe decodes them in its inference worker, between
-batches; the clip service does too, see below). The CPU column is the steadier measure here: per
-image the services spend no more CPU than LitServe. Where a throughput ratio still comes out under
-1.0, the limit is parallelism, not work: LitServe runs HTTP + JSON in one process and the model in
-another, while a service runs both in one process, so its event loop, its decoding threads and a
-Python-dispatched model (CLIP in transformers: every op goes back to the interpreter) take turns on
-one GIL. That would explain why CLIP, with the most Python per image, gains least (inferred from the
-CPU column; a `py-spy --gil` profile of this run was not taken). The next step is inference in its
-own process fed by the batcher (shared-memory tensors, the lifecycle's load/unload and memory
-accounting forwarded to it), which this run does not have. Tried and kept: pinned torch threads
+batches; the clip service does too). The CPU columns are the steadier measure on this shared
+machine: per request and per image the services spend no more CPU than LitServe.
+
+Why a clip batch-1 p50 can still come out above 1.0× (profiled 2026-12-03 on this machine, load
+average 4–6 from other sessions, 20–30 pairs per probe): per request, both servers spent the same
+CPU (exact per-thread times from `/proc/<pid>/task/*/schedstat`: 196 vs 198 ms, 212 vs 214 ms), and
+the difference in wall time was all time spent runnable but waiting for a core (268 vs 185 ms at
+p50): the service's inference thread was preempted 145–396 times per request, LitServe's worker
+91–112. `py-spy record --idle` of the service: of the inference thread's busy samples, 96.5 % were
+CLIP's forward (mostly `nn.Linear`), 2 % preprocessing, 1.3 % base64 + JPEG decoding; the event loop
+(HTTP, JSON, pydantic, the answer's 512 floats) under 1 % of its samples; there is no serving work
+to take out of the batch-1 path. Probes that ran the same forward in one process, alternating, found
+no layout that was steadily faster: main thread vs a pool thread, with and without an asyncio loop
+ticking beside it, a pool thread vs a child process (as LitServe's worker) came out between 0.94×
+and 1.11× of each other from one probe to the next, either way round. So the batch-1 gap is how
+other sessions' load lands on the two servers' single compute threads, not work the service does;
+on a quiet machine the service should be ahead by LitServe's 5 ms `batch_timeout` (expected, not
+measured: this session had no quiet machine). Under 16 clients (not profiled in this pass) the CPU
+column points the same way: where the throughput ratio is under 1.0× while the service spends no
+more CPU per image, the difference is parallelism, not work: LitServe parses JSON in its server
+process while its worker runs the model, on both cores at once. Not done: a
+separate inference process (the probes did not show that it would help at batch 1); the binary
+request body (the comparison sends base64 JSON to both). Tried and kept: pinned torch threads
 (`<P>TORCH_THREADS`; on these shared cores two threads made a batch-1 forward several times slower),
 the eager batch, the one-hop path. Tried and dropped: decoding CLIP's images on worker threads (16
 decodes beside torch's threads made `bench clip_batching` slower than unbatched).
