@@ -10,20 +10,60 @@ Not a benchmark itself (`python -m bench` skips it).
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import litserve as ls
 import numpy as np
+import psutil
 
 from services.clip.model import ClipModel
 from services.clip.settings import ClipSettings
 from services.cnn.model import CnnModel, summarise
 from services.cnn.settings import CnnSettings
 from shared.imaging import decode_image_base64
+from tests.support.processes import REPO, free_port
 
 MAX_BATCH, BATCH_WAIT_S = 16, 0.005
+
+
+class LitServeProcess:
+    """This module run as a LitServe server in a process of its own, for the benchmark to call."""
+
+    def __init__(self, kind: str, folder: Path, log: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.peer_litserve", kind, str(folder), str(self.port)], cwd=REPO,
+            env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.log = log
+
+    def wait(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"LitServe exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).text.strip('"') == "ok":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"LitServe not ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            child.terminate()
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class CnnPeer(ls.LitAPI):

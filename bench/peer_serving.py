@@ -20,8 +20,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,8 +34,9 @@ from PIL import Image
 
 from bench.clip_batching import build_clip
 from bench.load import concurrent_throughput
+from bench.peer_litserve import LitServeProcess
 from bench.report import write_section
-from tests.support.processes import REPO, ServiceProcess, free_port
+from tests.support.processes import REPO, ServiceProcess
 
 CACHE = REPO / "bench" / ".cache"
 CLIENTS = 16
@@ -91,38 +90,6 @@ def photos() -> list[bytes]:
 def bodies_for(raws: list[bytes], kind: str) -> list[bytes]:
     extra = {"top_k": 5} if kind == "cnn" else {}
     return [json.dumps({"images": [base64.b64encode(raw).decode()], **extra}).encode() for raw in raws]
-
-
-class LitServeProcess:
-    def __init__(self, kind: str, folder: Path, log: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.peer_litserve", kind, str(folder), str(self.port)], cwd=REPO,
-            env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        self.log = log
-
-    def wait(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"LitServe exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).text.strip('"') == "ok":
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"LitServe not ready:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        for child in psutil.Process(self.proc.pid).children(recursive=True):
-            child.terminate()
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @contextmanager
