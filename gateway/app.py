@@ -57,8 +57,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     declare_error_responses(app)
     app.state.cascade_metrics = CascadeMetrics(install_metrics(app, registry.budget).registry)
-    # the OpenAI-compatible API (chat, completions, audio, embeddings) sits beside the gateway's own
-    for router in (health.router, model_routes.router, openai_routes.router, proxy.router, cascade_router,
+    # the OpenAI-compatible API (chat, completions, audio, embeddings) sits beside the gateway's own;
+    # the model calls first: routes are matched in order, and these carry most requests
+    for router in (proxy.router, cascade_router, health.router, model_routes.router, openai_routes.router,
                    cascade_report.router, heads.router):
         app.include_router(router)
     if settings.storage_enabled:
