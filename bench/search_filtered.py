@@ -52,17 +52,17 @@ Strategy = Callable[[Any, list[float], search.Filters, Space], list[int]]
 
 
 def _ids(rows: list[Any]) -> list[int]:
-    return [int(row[0].id[1:]) for row in rows]
+    return [int(row[0][1:]) for row in rows]  # the media id first
 
 
 def hnsw_then_filter(session: Any, query: list[float], filters: search.Filters, space: Space) -> list[int]:
-    matching = search._matching(filters, space, None)
-    return [] if matching is None else _ids(vector_scans.index_scan(session, matching, query, space, K, EF))
+    nearest = search.nearest_query(filters, space, None)
+    return [] if nearest is None else _ids(vector_scans.index_scan(session, nearest, query, K, EF))
 
 
 def exact_scan(session: Any, query: list[float], filters: search.Filters, space: Space) -> list[int]:
-    matching = search._matching(filters, space, None)
-    return [] if matching is None else _ids(vector_scans.exact_scan(session, matching, query, K))
+    nearest = search.nearest_query(filters, space, None)
+    return [] if nearest is None else _ids(vector_scans.exact_scan(session, nearest, query, K))
 
 
 def shipped(session: Any, query: list[float], filters: search.Filters, space: Space) -> list[int]:

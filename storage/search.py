@@ -1,5 +1,5 @@
-"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters, and
-a text query's lists fused into one ranking (`storage.ranking`).
+"""Search queries: pgvector cosine nearest neighbours (HNSW), Postgres full-text search, filters
+(`storage.search_filters`), and a text query's lists fused into one ranking (`storage.ranking`).
 
 The functions take a session (tests and callers that tune it); `MediaSearch` runs each in its own one."""
 
@@ -7,94 +7,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import Float, Select, and_, column, func, literal_column, or_, select
+from sqlalchemy import Float, Integer, Select, String, bindparam, column, func, literal_column, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from storage import ranking, spaces
 from storage.db import Database
-from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, MediaObject, Transcript, VideoFrame
-from storage.spaces import Space, SpaceIdentity
-from storage.vector_scans import MAX_RANKED_DEPTH, estimated_rows, exact_scan, index_scan
+from storage.models import Classification, ImageAnalysis, ImageEmbedding, Media, Transcript
+from storage.search_filters import Filters as Filters  # the routes and the library listing take them from here
+from storage.search_filters import Near as Near
+from storage.spaces import CompleteSpaces, Space, SpaceIdentity
+from storage.vector_scans import MAX_RANKED_DEPTH, NearestQuery, estimated_rows, exact_scan, index_scan
 
 MatchList = Literal["embedding", "transcript", "caption"]
-EARTH_RADIUS_KM = 6371.0088  # the mean radius
 # A filter matching fewer items than this is served by an exact scan of those items (a full page, in exact
 # order); a broader one by the HNSW index. bench/search_filtered.py measures where the two cross.
 EXACT_SCAN_BELOW = 10_000
 
 
-@dataclass(frozen=True)
-class Near:
-    """Within `km` of a point (great-circle distance); only items with a GPS position match."""
+@dataclass(frozen=True, slots=True)
+class MediaCard:
+    """What a hit shows of its item (read as plain columns: no ORM object per row)."""
 
-    latitude: float
-    longitude: float
-    km: float
-
-    def clause(self) -> Any:
-        lat1, lat2 = func.radians(self.latitude), func.radians(Media.latitude)
-        half_dlat = func.radians(Media.latitude - self.latitude) / 2
-        half_dlon = func.radians(Media.longitude - self.longitude) / 2
-        haversine = func.power(func.sin(half_dlat), 2) + func.cos(lat1) * func.cos(lat2) * func.power(
-            func.sin(half_dlon), 2)
-        # LEAST: rounding can push the haversine a hair above 1, outside asin's domain. LEAST also skips a NULL
-        # (no position) and would answer 1, half the globe away: within a radius that large without the check.
-        distance = 2 * EARTH_RADIUS_KM * func.asin(func.sqrt(func.least(haversine, 1.0)))
-        return and_(Media.latitude.is_not(None), Media.longitude.is_not(None), distance <= self.km)
+    id: str
+    kind: str
+    mime: str
+    created_at: datetime
+    parent_id: str | None
+    taken_at: datetime | None
+    camera: str | None
 
 
-@dataclass(frozen=True)
-class Filters:
-    kind: str | None = None
-    label: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    # from the photo's EXIF: capture time, camera (any case, any part of "Make Model"), GPS position
-    taken_after: datetime | None = None
-    taken_before: datetime | None = None
-    camera: str | None = None
-    near: Near | None = None
-    object: str | None = None  # a label the detector gave one of its objects (or a video frame's), any case
-
-    def apply(self, query: Select[Any]) -> Select[Any]:
-        if self.kind is not None:
-            query = query.where(Media.kind == self.kind)
-        if self.label is not None:
-            query = query.where(func.lower(Classification.label) == self.label.lower())
-        if self.since is not None:
-            query = query.where(Media.created_at >= self.since)
-        if self.until is not None:
-            query = query.where(Media.created_at < self.until)
-        if self.object is not None:
-            query = query.where(_has_object(self.object))
-        return self._apply_photo(query)
-
-    def _apply_photo(self, query: Select[Any]) -> Select[Any]:
-        if self.taken_after is not None:
-            query = query.where(Media.taken_at >= self.taken_after)
-        if self.taken_before is not None:
-            query = query.where(Media.taken_at < self.taken_before)
-        if self.camera is not None:
-            query = query.where(Media.camera.icontains(self.camera, autoescape=True))
-        if self.near is not None:
-            query = query.where(self.near.clause())
-        return query
+CARD_COLUMNS = (Media.id, Media.kind, Media.mime, Media.created_at, Media.parent_id, Media.taken_at, Media.camera)
+LABEL = len(CARD_COLUMNS)  # where a row's label is: after the card's columns, before a query's own
 
 
-def _has_object(label: str) -> Any:
-    named = func.lower(MediaObject.label) == label.lower()
-    own = select(MediaObject.id).where(MediaObject.media_id == Media.id, named)
-    in_frames = (select(VideoFrame.id).join(MediaObject, MediaObject.media_id == VideoFrame.frame_media_id)
-                 .where(VideoFrame.media_id == Media.id, named))
-    return or_(own.exists(), in_frames.exists())
+def _card(row: Any) -> MediaCard:
+    return MediaCard(*row[:LABEL])
 
 
 @dataclass(frozen=True)
 class Hit:
-    media: Media
+    media: MediaCard
     match: Literal["embedding", "transcript", "caption", "filter"]
     score: float
     label: str | None
@@ -122,7 +79,10 @@ class Page:
 
 
 def _with_label(*columns: Any) -> Select[Any]:
-    return select(Media, Classification.label, *columns).outerjoin(Classification, Classification.media_id == Media.id)
+    """Plain columns: the session's Core connection runs these queries (the ORM's per-statement work buys
+    nothing without ORM objects)."""
+    return (select(*CARD_COLUMNS, Classification.label, *columns)
+            .outerjoin(Classification, Classification.media_id == Media.id))
 
 
 def nearest_images(session: Session, vector: list[float], filters: Filters, *, space: Space, limit: int,
@@ -139,19 +99,19 @@ def nearest_images(session: Session, vector: list[float], filters: Filters, *, s
         raise ValueError(f"nearest neighbours reach {MAX_RANKED_DEPTH} deep, not {depth}")
     if len(vector) != space.dim:
         raise ValueError(f"a {len(vector)}-d query cannot search the {space.dim}-d space {space.id}")
-    matching = _matching(filters, space, exclude)
-    if matching is None:
+    nearest = nearest_query(filters, space, exclude)
+    if nearest is None:
         return []
     filtered = _filtered(filters) or exclude is not None
-    if _filtered(filters) and estimated_rows(session, matching) < EXACT_SCAN_BELOW:
-        rows = exact_scan(session, matching, vector, depth)
+    if _filtered(filters) and estimated_rows(session, nearest.matching) < EXACT_SCAN_BELOW:
+        rows = exact_scan(session, nearest, vector, depth)
     else:
-        rows = index_scan(session, matching, vector, space, depth, ef_search)
+        rows = index_scan(session, nearest, vector, depth, ef_search)
         if filtered and len(rows) < depth and ef_search < MAX_RANKED_DEPTH:  # the filter starved it: go wider
-            rows = index_scan(session, matching, vector, space, depth, MAX_RANKED_DEPTH)
+            rows = index_scan(session, nearest, vector, depth, MAX_RANKED_DEPTH)
         if filtered and len(rows) < depth:
-            rows = exact_scan(session, matching, vector, depth)
-    return [Hit(row[0], "embedding", 1.0 - float(row[2]), row[1], similarity=1.0 - float(row[2]))
+            rows = exact_scan(session, nearest, vector, depth)
+    return [Hit(_card(row), "embedding", 1.0 - float(row[-1]), row[LABEL], similarity=1.0 - float(row[-1]))
             for row in rows[offset:]]
 
 
@@ -159,8 +119,16 @@ def _filtered(filters: Filters) -> bool:
     return any(getattr(filters, f.name) is not None for f in fields(filters))
 
 
+@lru_cache(maxsize=256)
+def nearest_query(filters: Filters, space: Space, exclude: str | None) -> NearestQuery | None:
+    """The nearest-neighbour statements of the space's items that pass the filters (None: no item can),
+    built once and reused by every search with the same filters, space and exclusion."""
+    matching = _matching(filters, space, exclude)
+    return None if matching is None else NearestQuery.of(matching, space.dim)
+
+
 def _matching(filters: Filters, space: Space, exclude: str | None) -> Select[Any] | None:
-    """Media, label and embedding of the space's items that pass the filters (None: no item can)."""
+    """Media card and label of the space's items that pass the filters (None: no item can)."""
     query = _with_label().join(ImageEmbedding, ImageEmbedding.media_id == Media.id)
     # a literal, not a bound parameter: the planner matches it to the space's partial index
     query = query.where(ImageEmbedding.space_id == literal_column(str(int(space.id))))
@@ -178,40 +146,58 @@ def _matching(filters: Filters, space: Space, exclude: str | None) -> Select[Any
 
 def transcript_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
     """Transcripts matching `q`, each with the start (s) of its segment that matches best (the earliest of equals)."""
-    segment = func.jsonb_array_elements(Transcript.segments).table_valued(column("value", JSONB)).alias("segment")
-    start = segment.c.value["start"].astext.cast(Float)
-    segment_rank = func.ts_rank(func.to_tsvector("simple", segment.c.value["text"].astext),
-                                func.websearch_to_tsquery("simple", q))
-    best_start = select(start).select_from(segment).order_by(segment_rank.desc(), start).limit(1).scalar_subquery()
-    return _text_matches(session, q, filters, "transcript", Transcript, Transcript.text, Transcript.tsv, "simple",
-                         limit=limit, offset=offset, extra=best_start)
+    return _text_hits(session, _transcript_query(filters), "transcript", q, limit=limit, offset=offset)
 
 
 def caption_matches(session: Session, q: str, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
-    return _text_matches(session, q, filters, "caption", ImageAnalysis, ImageAnalysis.caption,
-                         ImageAnalysis.caption_tsv, "english", limit=limit, offset=offset)
+    return _text_hits(session, _caption_query(filters), "caption", q, limit=limit, offset=offset)
 
 
-def _text_matches(
-    session: Session, q: str, filters: Filters, match: Literal["transcript", "caption"],
-    table: Any, text: Any, tsv: Any, language: str, *, limit: int, offset: int, extra: Any = None,
-) -> list[Hit]:
+# the full-text statements are built once per filters and run with these bound
+_WORDS = bindparam("q", type_=String())
+_LIMIT = bindparam("limit", type_=Integer())
+_OFFSET = bindparam("offset", type_=Integer())
+
+
+@lru_cache(maxsize=128)
+def _transcript_query(filters: Filters) -> Select[Any]:
+    segment = func.jsonb_array_elements(Transcript.segments).table_valued(column("value", JSONB)).alias("segment")
+    start = segment.c.value["start"].astext.cast(Float)
+    segment_rank = func.ts_rank(func.to_tsvector("simple", segment.c.value["text"].astext),
+                                func.websearch_to_tsquery("simple", _WORDS))
+    best_start = select(start).select_from(segment).order_by(segment_rank.desc(), start).limit(1).scalar_subquery()
+    return _full_text(filters, Transcript, Transcript.text, Transcript.tsv, "simple", extra=best_start)
+
+
+@lru_cache(maxsize=128)
+def _caption_query(filters: Filters) -> Select[Any]:
+    return _full_text(filters, ImageAnalysis, ImageAnalysis.caption, ImageAnalysis.caption_tsv, "english")
+
+
+def _full_text(filters: Filters, table: Any, text: Any, tsv: Any, language: str, extra: Any = None) -> Select[Any]:
     """Postgres full-text search over one table's text column, ranked, with a highlighted snippet (and
     `extra`, a segment's start, when given)."""
-    tsq = func.websearch_to_tsquery(language, q)
+    tsq = func.websearch_to_tsquery(language, _WORDS)
     rank = func.ts_rank(tsv, tsq).label("rank")
     snippet = func.ts_headline(language, text, tsq, "MaxFragments=1, MaxWords=20, MinWords=5")
     columns = (rank, snippet) if extra is None else (rank, snippet, extra)
     query = _with_label(*columns).join(table, table.media_id == Media.id).where(tsv.op("@@")(tsq))
-    ordered = filters.apply(query).order_by(rank.desc(), Media.id).limit(limit).offset(offset)
-    return [Hit(row[0], match, float(row[2]), row[1], row[3], start_s=None if extra is None else row[4])
-            for row in session.execute(ordered).all()]
+    return filters.apply(query).order_by(rank.desc(), Media.id).limit(_LIMIT).offset(_OFFSET)
+
+
+def _text_hits(session: Session, query: Select[Any], match: Literal["transcript", "caption"], q: str, *,
+               limit: int, offset: int) -> list[Hit]:
+    rows = session.connection().execute(query, {"q": q, "limit": limit, "offset": offset}).all()
+    return [Hit(_card(row), match, float(row[LABEL + 1]), row[LABEL], row[LABEL + 2],
+                start_s=row[LABEL + 3] if len(row) > LABEL + 3 else None)
+            for row in rows]
 
 
 def browse(session: Session, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
     query = filters.apply(_with_label()).where(Media.parent_id.is_(None))
-    rows = session.execute(query.order_by(Media.created_at.desc(), Media.id).limit(limit).offset(offset)).all()
-    return [Hit(row[0], "filter", 0.0, row[1]) for row in rows]
+    ordered = query.order_by(Media.created_at.desc(), Media.id).limit(limit).offset(offset)
+    rows = session.connection().execute(ordered).all()
+    return [Hit(_card(row), "filter", 0.0, row[LABEL]) for row in rows]
 
 
 def stored_embedding(session: Session, media_id: str, space: Space) -> list[float] | None:
@@ -225,6 +211,7 @@ class MediaSearch:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.complete_spaces = CompleteSpaces()
 
     def browse(self, filters: Filters, *, limit: int, offset: int) -> list[Hit]:
         with self.db.session() as session:
@@ -233,7 +220,8 @@ class MediaSearch:
     def similar(self, query: SemanticQuery, filters: Filters, *, limit: int, offset: int, ef_search: int) -> Page:
         """Nearest images to a vector a model just made (an uploaded image's), in that model's space."""
         with self.db.session() as session:
-            space, why = spaces.choose(session, spaces.ensure_space(session, query.identity), query_from_current=True)
+            space, why = spaces.choose(session, self.complete_spaces.ensure(session, query.identity),
+                                       query_from_current=True)
             assert space is not None
             hits = nearest_images(session, query.vector, filters, space=space, limit=limit, offset=offset,
                                   ef_search=ef_search)
@@ -274,7 +262,7 @@ class MediaSearch:
         space, why = None, None
         if query is not None:
             with self.db.session() as session:
-                space, why = spaces.choose(session, spaces.ensure_space(session, query.identity),
+                space, why = spaces.choose(session, self.complete_spaces.ensure(session, query.identity),
                                            query_from_current=True)
                 assert space is not None
                 nearest = nearest_images(session, query.vector, filters, space=space, limit=depth, offset=0,

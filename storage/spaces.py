@@ -203,3 +203,21 @@ class SpaceRepository:
         with self.db.session() as session:
             rows = session.scalars(select(EmbeddingSpace).order_by(EmbeddingSpace.id.desc())).all()
             return [SpaceSummary(Space.of(row), *coverage(session, row.id)) for row in rows]
+
+
+class CompleteSpaces:
+    """The complete spaces met so far, by identity: a search in one of them skips the lookup. They stay
+    right for the process's life: an identity keeps its space (and id), `complete` is a space's last
+    state (a re-embed fills a new space, never an old one again) and spaces are never deleted."""
+
+    def __init__(self) -> None:
+        self._known: dict[SpaceIdentity, Space] = {}
+
+    def ensure(self, session: Session, identity: SpaceIdentity) -> Space:
+        """`ensure_space`, without a query once the space was seen complete."""
+        space = self._known.get(identity)
+        if space is None:
+            space = ensure_space(session, identity)
+            if space.complete:
+                self._known[identity] = space
+        return space

@@ -35,7 +35,8 @@ def near_point(near: str | None, within_km: float | None) -> search.Near | None:
     return search.Near(latitude, longitude, within_km)
 
 
-def media_filters(
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every request
+async def media_filters(
     kind: Kind | None = None,
     label: Annotated[str | None, Query(min_length=1, max_length=200,
                                        description="Only items the cascade gave this label (any case).")] = None,
