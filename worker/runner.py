@@ -19,6 +19,7 @@ import threading
 import time
 
 from shared.schemas.clip import EmbedResponse
+from storage.repositories.jobs import RunningElsewhere
 from storage.runtime import Storage, open_storage
 from worker.batching import CrossJobBatcher
 from worker.metrics import WorkerMetrics
@@ -111,7 +112,13 @@ class Worker:
 
     def process(self, consumer: str, message_id: str, job_id: str, models: ModelClient) -> None:
         queue, jobs = self.storage.queue, self.storage.jobs
-        started = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
+        try:
+            started = jobs.start(job_id, alive_within_s=0.8 * self.settings.visibility_timeout_s)
+        except RunningElsewhere:
+            # not acknowledged: if its worker is alive it takes the message back with its next heartbeat (and
+            # acknowledges it when done); if it died, the message comes back here after the visibility timeout
+            log.info("job %s is running on another worker that beat lately; looking again later", job_id)
+            return
         if started is None:  # unknown, cancelled, its media deleted, or already final: nothing to do
             log.info("job %s skipped: gone, cancelled or already finished", job_id)
             queue.ack(message_id)

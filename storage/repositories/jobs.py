@@ -37,6 +37,10 @@ class JobPage:
     total: int
 
 
+class RunningElsewhere(Exception):
+    """The job is running on a worker that touched it lately: a duplicate delivery, or its worker just died."""
+
+
 @dataclass(frozen=True)
 class StartedJob:
     job: Job
@@ -116,14 +120,14 @@ class JobRepository:
                                    .order_by(Job.created_at.desc()).limit(1)).first()
 
     def start(self, job_id: str, alive_within_s: float) -> StartedJob | None:
-        """Count one more attempt and mark it (and its media item) running; None if the job is gone, already
-        final, or running on a worker that touched it within `alive_within_s` (a duplicate delivery)."""
+        """Count one more attempt and mark it (and its media item) running; None if the job is gone or already
+        final. Raises `RunningElsewhere` if a worker touched it within `alive_within_s`."""
         with self.db.session() as session:
             job = session.get(Job, job_id, with_for_update=True)
             if job is None or job.state in FINAL_STATES:
                 return None
             if job.state == "running" and _age_s(session, job) < alive_within_s:
-                return None
+                raise RunningElsewhere(job_id)
             job.attempts += 1
             job.state = "running"
             job.stage = "starting"
