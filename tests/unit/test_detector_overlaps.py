@@ -13,7 +13,8 @@ def detections(*rows: tuple[int, float, tuple[float, float, float, float]]) -> d
 
 
 def kept(result: dict[str, torch.Tensor]) -> list[tuple[int, float]]:
-    return [(int(label), round(float(score), 2)) for label, score in zip(result["labels"], result["scores"], strict=True)]
+    pairs = zip(result["labels"], result["scores"], strict=True)
+    return [(int(label), round(float(score), 2)) for label, score in pairs]
 
 
 def test_overlapping_boxes_of_one_label_collapse_to_the_best_scored() -> None:
